@@ -1,0 +1,148 @@
+"""Configuration dataclasses, one per concern. Every default carries a comment.
+
+Configs are saved as JSON-able dicts inside every checkpoint and in Parquet metadata, so the
+encoder always sees the features it was trained on. `from_dict` ignores nothing silently:
+unknown keys raise, so a typo or a foreign config is caught early.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a config dataclass from a dict, refusing unknown keys and wrong types.
+
+    Every config field has a default, so the default instance gives each field's type.
+    """
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} must be a dict, got {type(data).__name__}")
+    defaults = cls()
+    allowed = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; allowed: {allowed}")
+    values = {}
+    for key, value in data.items():
+        expected = type(getattr(defaults, key))
+        if expected is float and type(value) is int:
+            value = float(value)
+        if type(value) is not expected:
+            raise TypeError(f"{cls.__name__}.{key} must be {expected.__name__}, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The log-mel front end. Saved with every checkpoint."""
+
+    sample_rate: int = 16000  # model rate; every input is resampled to it
+    n_fft: int = 512  # STFT size (32 ms at 16 kHz)
+    win_length: int = 400  # analysis window (25 ms)
+    hop_length: int = 160  # 10 ms hop -> 100 mel frames per second
+    n_mels: int = 64  # mel bands
+    f_min: float = 20.0  # lowest mel band edge, Hz
+    f_max: float = 8000.0  # highest mel band edge, Hz (<= sample_rate / 2)
+    log_floor: float = 1e-5  # log(max(mel, floor)): silence maps to log(1e-5) = -11.5
+
+    def __post_init__(self) -> None:
+        if self.f_max > self.sample_rate / 2:
+            raise ValueError(f"f_max={self.f_max} is above Nyquist ({self.sample_rate / 2})")
+        if not 0 <= self.f_min < self.f_max:
+            raise ValueError(f"need 0 <= f_min < f_max, got f_min={self.f_min}, f_max={self.f_max}")
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length={self.win_length} exceeds n_fft={self.n_fft}")
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureConfig":
+        return config_from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The VAE's shape. Saved with every checkpoint."""
+
+    n_mels: int = 64  # input channels; must equal FeatureConfig.n_mels
+    latent_dim: int = 32  # latent channels per latent frame
+    hidden: int = 128  # conv channels
+    n_down: int = 3  # stride-2 stages: 100 mel fps / 2**3 = 12.5 latent fps
+    res_blocks: int = 1  # residual blocks per stage
+    input_mean: float = -5.0  # log-mel normalisation: (x - mean) / std before the encoder
+    input_std: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.latent_dim < 1 or self.hidden < 1 or self.n_down < 0:
+            raise ValueError(f"invalid model shape: {self}")
+
+    @property
+    def downsample(self) -> int:
+        return 2**self.n_down
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return config_from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """ELBO weights. Loss terms are named; weights are keyed by the same names."""
+
+    beta: float = 0.05  # weight of KL(q(z|x) || N(0, I)) after warm-up
+    kl_warmup_steps: int = 200  # beta ramps linearly from 0 over this many steps
+    free_bits: float = 0.05  # nats per latent dim and frame below which KL is not penalised
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LossConfig":
+        return config_from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Ray Train settings. Saved in the run's train_config.json."""
+
+    workers: int = 2  # Ray Train workers (DDP ranks)
+    use_gpu: str = "auto"  # auto | yes | no: auto uses GPUs when the cluster has them
+    cpus_per_worker: float = 1.0  # CPUs each training worker reserves
+    epochs: int = 20  # passes over the training windows
+    batch_size: int = 32  # windows per worker per step
+    lr: float = 1e-3  # Adam learning rate
+    grad_clip: float = 5.0  # max gradient norm
+    window_s: float = 2.0  # training window length; shorter clips are padded with silence
+    window_hop_s: float = 1.0  # hop between windows cut from one clip
+    val_fraction: float = 0.1  # share of clips (by id hash) held out for validation
+    checkpoint_every: int = 100  # steps between mid-epoch checkpoints (and one each epoch)
+    max_failures: int = 2  # worker-group restarts Ray Train attempts from the last checkpoint
+    shuffle_buffer: int = 256  # local shuffle buffer, in windows
+    seed: int = 0  # model initialisation seed
+
+    def __post_init__(self) -> None:
+        if self.use_gpu not in ("auto", "yes", "no"):
+            raise ValueError(f"use_gpu must be auto, yes or no, got {self.use_gpu!r}")
+        if self.workers < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"workers, epochs and batch_size must be >= 1: {self}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return config_from_dict(cls, data)

@@ -1,0 +1,112 @@
+"""Waveform -> latent sequence -> clip and timestamp embeddings. Plain torch (no Ray): the Ray
+pipeline, the HEAR API and the no-Ray benchmark all call these.
+
+Long audio is encoded in chunks of latent frames with `receptive_field` frames of context on each
+side, so results equal whole-file encoding; clips of equal length are stacked into one batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from raydist.audio.errors import TooShortError
+from raydist.audio.features import num_frames
+from raydist.model.checkpoint import LoadedModel
+from raydist.model.vae import AudioVAE, receptive_field
+
+CHUNK_LATENTS = 750  # latent frames encoded at once (60 s at 12.5 fps): bounds memory
+
+
+@dataclass
+class Latents:
+    mean: np.ndarray  # (L, D) float32
+    logvar: np.ndarray  # (L, D) float32
+    energy: np.ndarray  # (L,) mean log-mel per latent frame: an activity measure
+
+
+@lru_cache(maxsize=8)
+def _context(vae: AudioVAE) -> int:
+    return receptive_field(vae)
+
+
+def min_samples(m: LoadedModel) -> int:
+    """Shortest clip that fills one latent frame."""
+    return m.vae.cfg.downsample * m.features.hop_length
+
+
+def timestamps_s(m: LoadedModel, n_latents: int) -> np.ndarray:
+    """Centre time in seconds of each latent frame (float64: no drift on long audio)."""
+    d, hop, sr = m.vae.cfg.downsample, m.features.hop_length, m.features.sample_rate
+    return (np.arange(n_latents, dtype=np.float64) * d + (d - 1) / 2) * hop / sr
+
+
+def _pool_energy(logmel: torch.Tensor, d: int, n_latents: int) -> torch.Tensor:
+    # (B, n_mels, T) -> (B, L): mean log-mel over bands and over each latent frame's mel frames
+    e = logmel.mean(1)
+    e = torch.nn.functional.pad(e, (0, n_latents * d - e.shape[-1]), mode="replicate")
+    return e.reshape(e.shape[0], n_latents, d).mean(-1)
+
+
+@torch.inference_mode()
+def encode_equal(m: LoadedModel, waves: torch.Tensor) -> list[Latents]:
+    """Encode a (B, N) batch of equal-length waveforms in one forward pass."""
+    logmel = m.logmel(waves)  # (B, n_mels, T)
+    mean, logvar = m.vae.encode(logmel)  # (B, D, L)
+    energy = _pool_energy(logmel, m.vae.cfg.downsample, mean.shape[-1])
+    return [
+        Latents(mean[i].T.float().cpu().numpy(), logvar[i].T.float().cpu().numpy(), energy[i].float().cpu().numpy())
+        for i in range(len(waves))
+    ]
+
+
+@torch.inference_mode()
+def encode_long(m: LoadedModel, wave: torch.Tensor, chunk: int = CHUNK_LATENTS) -> Latents:
+    """Encode one long 1-D waveform chunk by chunk; equals encode_equal on the whole."""
+    d, ctx = m.vae.cfg.downsample, _context(m.vae)
+    n_mel = num_frames(wave.shape[-1], m.features)
+    n_lat = m.vae.latent_frames(n_mel)
+    parts: list[Latents] = []
+    for j0 in range(0, n_lat, chunk):
+        j1 = min(n_lat, j0 + chunk)
+        a, b = max(0, j0 - ctx), min(n_lat, j1 + ctx)
+        logmel = m.logmel.frames(wave, a * d, min(n_mel, b * d))[None]  # (1, n_mels, <= (b - a) d)
+        mean, logvar = m.vae.encode(logmel)
+        energy = _pool_energy(logmel, d, mean.shape[-1])
+        keep = slice(j0 - a, j1 - a)
+        parts.append(
+            Latents(mean[0, :, keep].T.numpy(), logvar[0, :, keep].T.numpy(), energy[0, keep].numpy())
+        )
+    return Latents(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("mean", "logvar", "energy")))
+
+
+def encode_many(m: LoadedModel, waves: list[np.ndarray], chunk: int = CHUNK_LATENTS) -> list[Latents]:
+    """Encode waveforms of any lengths: equal lengths share a forward pass, long ones are chunked.
+
+    Raises TooShortError (naming the length) if any wave is shorter than one latent frame;
+    callers that must not fail as a whole check `min_samples` first.
+    """
+    shortest = min_samples(m)
+    out: list[Latents | None] = [None] * len(waves)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, w in enumerate(waves):
+        if len(w) < shortest:
+            raise TooShortError(f"clip has {len(w)} samples; at least {shortest} (one latent frame) are needed")
+        if num_frames(len(w), m.features) > chunk * m.vae.cfg.downsample:
+            out[i] = encode_long(m, torch.from_numpy(w), chunk)
+        else:
+            groups[len(w)].append(i)
+    for idx in groups.values():
+        batch = torch.from_numpy(np.stack([waves[i] for i in idx]))
+        for i, lat in zip(idx, encode_equal(m, batch)):
+            out[i] = lat
+    return out  # type: ignore[return-value]
+
+
+def scene_embedding(mean: np.ndarray) -> np.ndarray:
+    """(L, D) latent means -> (2 D,) [mean over time, std over time]: the clip embedding."""
+    return np.concatenate([mean.mean(0), mean.std(0)]).astype(np.float32)

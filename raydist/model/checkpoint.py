@@ -1,0 +1,141 @@
+"""Checkpoints: weights, optimizer state, step, and the model/feature/loss configs, in one
+`model.pt` loaded with `torch.load(weights_only=True)` (a checkpoint is untrusted input), plus a
+human-readable `meta.json` beside it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import torch
+
+from raydist.audio.features import LogMel
+from raydist.config import FeatureConfig, LossConfig, ModelConfig
+from raydist.model.vae import AudioVAE
+
+FORMAT = "raydist.vae"
+VERSION = 1
+FILENAME = "model.pt"
+MAX_BYTES = 2 * 1024**3  # refuse checkpoints over 2 GiB before reading them
+
+
+class CheckpointError(ValueError):
+    """The file is missing, corrupt, too large or not a raydist checkpoint."""
+
+
+def checkpoint_file(uri: str) -> str:
+    """A checkpoint is named by its model.pt or by the directory that holds it."""
+    return uri if uri.endswith(".pt") else uri.rstrip("/") + "/" + FILENAME
+
+
+def save_checkpoint(
+    directory: str,
+    model: AudioVAE,
+    features: FeatureConfig,
+    loss: LossConfig,
+    step: int,
+    epoch: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    metrics: dict[str, float] | None = None,
+) -> str:
+    """Write `directory`/model.pt and meta.json; return model.pt's URI."""
+    state = {
+        "format": FORMAT,
+        "version": VERSION,
+        "step": int(step),
+        "epoch": int(epoch),
+        "feature_config": features.to_dict(),
+        "model_config": model.cfg.to_dict(),
+        "loss_config": loss.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+    }
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    path = checkpoint_file(directory)
+    with fsspec.open(path, "wb") as f:
+        f.write(buf.getvalue())
+    meta = {k: v for k, v in state.items() if k not in ("model", "optimizer")}
+    meta["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    with fsspec.open(directory.rstrip("/") + "/meta.json", "w") as f:
+        json.dump(meta, f, indent=2)
+    return path
+
+
+def read_checkpoint(uri: str) -> tuple[dict[str, Any], str]:
+    """Load and validate a checkpoint; return (state, sha256 of its bytes)."""
+    path = checkpoint_file(uri)
+    try:
+        with fsspec.open(path, "rb") as f:
+            size = f.size if hasattr(f, "size") and f.size is not None else None
+            if size is not None and size > MAX_BYTES:
+                raise CheckpointError(f"{path} is {size} bytes, over the {MAX_BYTES}-byte limit")
+            data = f.read(MAX_BYTES + 1)
+    except (OSError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    if len(data) > MAX_BYTES:
+        raise CheckpointError(f"{path} is over the {MAX_BYTES}-byte limit")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt or unsafe files
+        raise CheckpointError(f"{path} is not a loadable raydist checkpoint: {type(e).__name__}: {e}") from e
+    _validate(state, path)
+    return state, hashlib.sha256(data).hexdigest()
+
+
+def _validate(state: Any, path: str) -> None:
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a raydist checkpoint (format must be {FORMAT!r})")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {state.get('version')!r}; this raydist reads {VERSION}")
+    for key in ("step", "epoch"):
+        if not isinstance(state.get(key), int):
+            raise CheckpointError(f"{path}: {key} must be an int, got {state.get(key)!r}")
+    try:
+        features = FeatureConfig.from_dict(state["feature_config"])
+        model_cfg = ModelConfig.from_dict(state["model_config"])
+        LossConfig.from_dict(state["loss_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid config: {e}") from e
+    if features.n_mels != model_cfg.n_mels:
+        raise CheckpointError(f"{path}: feature n_mels {features.n_mels} != model n_mels {model_cfg.n_mels}")
+
+
+@dataclass
+class LoadedModel:
+    """A ready encoder/decoder with the front end it was trained on."""
+
+    vae: AudioVAE
+    logmel: LogMel
+    features: FeatureConfig
+    checkpoint_id: str  # sha256 of model.pt
+    step: int
+    uri: str
+
+    @property
+    def latent_rate(self) -> float:
+        return self.features.frame_rate / self.vae.cfg.downsample
+
+
+def build_model(state: dict[str, Any]) -> AudioVAE:
+    model = AudioVAE(ModelConfig.from_dict(state["model_config"]))
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"weights do not match the model config: {e}") from e
+    return model
+
+
+def load_model(uri: str, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a checkpoint (model.pt, or a directory holding one; local or any fsspec URI)."""
+    state, digest = read_checkpoint(uri)
+    features = FeatureConfig.from_dict(state["feature_config"])
+    vae = build_model(state).to(device).eval()
+    return LoadedModel(vae, LogMel(features).to(device), features, digest, state["step"], checkpoint_file(uri))

@@ -1,0 +1,91 @@
+"""The audio VAE: log-mel (B, n_mels, T) -> latent mean/log-variance (B, latent_dim, L) with
+L = ceil(T / 2**n_down) -> decoded log-mel (B, n_mels, T). Fully convolutional in time."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raydist.config import ModelConfig
+from raydist.model.blocks import down, res_stack, up
+from raydist.model.losses import reparameterize
+
+
+LOGVAR_BOUND = 6.0
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv1d(cfg.n_mels, cfg.hidden, 3, padding=1)]
+        for _ in range(cfg.n_down):
+            layers += [*res_stack(cfg.hidden, cfg.res_blocks), down(cfg.hidden)]
+        layers += [*res_stack(cfg.hidden, cfg.res_blocks), nn.GELU(), nn.Conv1d(cfg.hidden, 2 * cfg.latent_dim, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, raw = self.net(x).chunk(2, dim=1)  # (B, latent, L) each
+        # soft bound: posterior std stays in (e^-3, e^3); an unbounded log-variance early in
+        # training (beta ~ 0 during warm-up) can blow the sample z up and the loss with it
+        return mean, LOGVAR_BOUND * torch.tanh(raw / LOGVAR_BOUND)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv1d(cfg.latent_dim, cfg.hidden, 3, padding=1)]
+        for _ in range(cfg.n_down):
+            layers += [*res_stack(cfg.hidden, cfg.res_blocks), up(cfg.hidden)]
+        layers += [*res_stack(cfg.hidden, cfg.res_blocks), nn.GELU(), nn.Conv1d(cfg.hidden, cfg.n_mels, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)  # (B, n_mels, 2**n_down * L), normalised log-mel
+
+
+class AudioVAE(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def normalize(self, logmel: torch.Tensor) -> torch.Tensor:
+        return (logmel - self.cfg.input_mean) / self.cfg.input_std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.cfg.input_std + self.cfg.input_mean
+
+    def latent_frames(self, mel_frames: int) -> int:
+        return -(-mel_frames // self.cfg.downsample)
+
+    def encode(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n_mels, T) log-mel -> mean, logvar (B, latent_dim, ceil(T / downsample))."""
+        x = self.normalize(logmel)
+        pad = self.latent_frames(x.shape[-1]) * self.cfg.downsample - x.shape[-1]
+        return self.encoder(F.pad(x, (0, pad)))  # zeros = the normalisation mean
+
+    def decode(self, z: torch.Tensor, frames: int | None = None) -> torch.Tensor:
+        """(B, latent_dim, L) -> (B, n_mels, frames or downsample * L) log-mel."""
+        out = self.denormalize(self.decoder(z))
+        return out if frames is None else out[..., :frames]
+
+    def forward(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
+        mean, logvar = self.encode(logmel)
+        z = reparameterize(mean, logvar)
+        recon = self.decoder(z)[..., : logmel.shape[-1]]  # normalised
+        return {"mean": mean, "logvar": logvar, "z": z, "recon": recon}
+
+
+def receptive_field(model: AudioVAE) -> int:
+    """How many latent frames on either side of a latent frame influence it (measured by
+    gradient, so it stays right when the architecture changes)."""
+    d, n = model.cfg.downsample, 64
+    with torch.inference_mode(False), torch.enable_grad():
+        x = torch.zeros(1, model.cfg.n_mels, n * d, requires_grad=True)
+        mean, _ = model.encode(x)
+        mean[0, :, n // 2].sum().backward()
+    touched = (x.grad[0].abs().sum(0) > 0).nonzero().flatten()
+    reach = max(n // 2 * d - int(touched[0]), int(touched[-1]) - n // 2 * d)
+    return -(-reach // d) + 1

@@ -1,0 +1,27 @@
+"""Connecting to Ray: an embedded local Ray by default, or a cluster (`auto` or an address)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch  # noqa: F401  # import torch before ray: avoids a oneMKL load failure seen in Ray jobs
+
+import ray
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start (or join) Ray once per process. address None: a local Ray on this machine."""
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"log_to_driver": True, "include_dashboard": False}
+    if address:
+        kwargs = {"address": address}
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray 2.60 clusters want the auth token
+    elif num_cpus is not None:
+        kwargs["num_cpus"] = num_cpus
+    ray.init(**kwargs)
+
+
+def cluster_has_gpus() -> bool:
+    return ray.cluster_resources().get("GPU", 0) > 0

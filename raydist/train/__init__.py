@@ -1,0 +1,1 @@
+"""Training on Ray Train (TorchTrainer, DDP)."""

@@ -1,0 +1,150 @@
+"""The Ray Train loop run on every worker: DDP over the VAE, ELBO with KL warm-up and free bits,
+validation with latent-health figures, checkpoints from rank 0, resume from the latest one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+import ray.train
+import ray.train.torch
+from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
+from raydist.model.checkpoint import read_checkpoint, save_checkpoint
+from raydist.model.losses import beta_at, elbo_terms, kl_per_dim, total_loss
+from raydist.model.metrics import active_dims, pca_components
+from raydist.model.vae import AudioVAE
+
+PCA_MAX_FRAMES = 20000  # latent frames kept (on rank 0) for the PCA figure
+
+
+def _restore(model: AudioVAE) -> dict[str, Any] | None:
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return None
+    with ckpt.as_directory() as d:
+        state, _ = read_checkpoint(d)
+    model.load_state_dict(state["model"])
+    return state
+
+
+def _all_sum(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t
+
+
+@torch.no_grad()
+def validate(model: AudioVAE, shard, loss: LossConfig, device, batch_size: int) -> dict[str, float]:
+    """Negative ELBO (at full beta) per mel frame, its terms, active dims and PCA figures."""
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # recon, kl, batches
+    kl_dims = torch.zeros(model.cfg.latent_dim, dtype=torch.float64, device=device)
+    means = []
+    for batch in shard.iter_torch_batches(batch_size=batch_size, device=device):
+        x = batch["logmel"]
+        out = model(x)
+        terms = elbo_terms(out["recon"], model.normalize(x), out["mean"], out["logvar"])
+        sums += torch.tensor([terms["recon"].item(), terms["kl"].item(), 1.0], dtype=torch.float64, device=device)
+        kl_dims += kl_per_dim(out["mean"], out["logvar"]).double()
+        if sum(len(m) for m in means) < PCA_MAX_FRAMES:
+            means.append(out["mean"].transpose(1, 2).reshape(-1, model.cfg.latent_dim).cpu())
+    _all_sum(sums), _all_sum(kl_dims)
+    n = max(1.0, sums[2].item())
+    recon, kl = sums[0].item() / n, sums[1].item() / n
+    metrics = {"val_loss": recon + loss.beta * kl, "val_recon": recon, "val_kl": kl}
+    metrics["active_dims"] = active_dims(kl_dims / n)
+    if means:
+        metrics.update(pca_components(torch.cat(means)))
+    model.train()
+    return metrics
+
+
+def _report(metrics: dict[str, float], model: AudioVAE, opt, cfg: dict[str, Any], step: int, epoch: int, history) -> None:
+    """Every rank reports; rank 0 attaches the checkpoint."""
+    if ray.train.get_context().get_world_rank() != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        save_checkpoint(
+            d,
+            model,
+            FeatureConfig.from_dict(cfg["features"]),
+            LossConfig.from_dict(cfg["loss"]),
+            step,
+            epoch,
+            opt,
+            {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        )
+        torch.save({"history": history}, os.path.join(d, "history.pt"))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def train_loop_per_worker(cfg: dict[str, Any]) -> None:
+    tc, loss_cfg = TrainConfig.from_dict(cfg["train"]), LossConfig.from_dict(cfg["loss"])
+    rank0 = ray.train.get_context().get_world_rank() == 0
+    torch.manual_seed(tc.seed)
+    model = AudioVAE(ModelConfig.from_dict(cfg["model"]))
+    state = _restore(model)
+    device = ray.train.torch.get_device()
+    ddp = ray.train.torch.prepare_model(model)
+    model = model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    step, epoch, epoch_step, history = 0, 0, 0, []
+    if state is not None:
+        if state["optimizer"] is not None:
+            opt.load_state_dict(state["optimizer"])
+        step, epoch = state["step"], state["epoch"]
+        epoch_step = int(state["metrics"].get("epoch_step", 0))
+        history = _history(ray.train.get_checkpoint())
+        if rank0:
+            print(f"raydist: resumed at step {step} (epoch {epoch + 1}, batch {epoch_step})")
+    train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+    use_bf16 = device.type == "cuda"
+    if step == 0:
+        initial = validate(model, val_shard, loss_cfg, device, tc.batch_size)
+        history.append({"epoch": 0, "step": 0, **initial})
+        if rank0:
+            print(f"raydist: step 0 val_loss {initial['val_loss']:.3f}")
+    while epoch < tc.epochs:
+        sums = torch.zeros(4, dtype=torch.float64)  # loss, recon, kl, batches
+        for i, batch in enumerate(
+            train_shard.iter_torch_batches(batch_size=tc.batch_size, local_shuffle_buffer_size=tc.shuffle_buffer, device=device)
+        ):
+            if i < epoch_step:  # resumed mid-epoch: these batches were already taken
+                continue
+            x = batch["logmel"]  # (B, n_mels, frames)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                out = ddp(x)
+            terms = elbo_terms(out["recon"].float(), model.normalize(x), out["mean"].float(), out["logvar"].float(), loss_cfg.free_bits)
+            loss = total_loss(terms, {"recon": 1.0, "kl_penalty": beta_at(step, loss_cfg.beta, loss_cfg.kl_warmup_steps)})
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            step, epoch_step = step + 1, i + 1
+            sums += torch.tensor([loss.item(), terms["recon"].item(), terms["kl"].item(), 1.0], dtype=torch.float64)
+            if step % tc.checkpoint_every == 0:
+                _report({"step": step, "epoch": epoch, "epoch_step": epoch_step}, model, opt, cfg, step, epoch, history)
+        epoch, epoch_step = epoch + 1, 0
+        n = max(1.0, sums[3].item())
+        metrics = {"step": step, "epoch": epoch, "epoch_step": 0, "loss": sums[0].item() / n,
+                   "recon": sums[1].item() / n, "kl": sums[2].item() / n}
+        metrics.update(validate(model, val_shard, loss_cfg, device, tc.batch_size))
+        history.append(metrics)
+        if rank0:
+            print(
+                f"raydist: epoch {epoch}/{tc.epochs} step {step} loss {metrics['loss']:.3f} recon {metrics['recon']:.3f} "
+                f"kl {metrics['kl']:.3f} | val {metrics['val_loss']:.3f} active {metrics['active_dims']}/"
+                f"{model.cfg.latent_dim} pca90/95/99 {metrics.get('pca90')}/{metrics.get('pca95')}/{metrics.get('pca99')}"
+            )
+        _report(metrics, model, opt, cfg, step, epoch, history)
+
+
+def _history(ckpt) -> list[dict[str, Any]]:
+    with ckpt.as_directory() as d:
+        path = os.path.join(d, "history.pt")
+        return torch.load(path, weights_only=True)["history"] if os.path.exists(path) else []

@@ -1,0 +1,140 @@
+"""Driver side of training: inputs -> Ray Data windows -> TorchTrainer -> out/model.pt.
+
+The run lives at `out`/run (Ray Train's storage: local directory or s3://). Resuming re-creates
+the trainer on the same storage path and run name; the loop loads the latest checkpoint, so a
+resume works after a lost worker and after the driver itself died.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pyarrow.fs as pafs
+
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
+from raydist.inputs import resolve_inputs
+from raydist.session import cluster_has_gpus
+from raydist.train.data import split_inputs, windows_dataset
+from raydist.train.loop import train_loop_per_worker
+
+RUN_NAME = "run"
+
+
+class TrainError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    model_uri: str  # out/model.pt: the latest checkpoint's weights and configs
+    metrics: dict[str, Any]  # the last report
+    history: list[dict[str, Any]]  # one entry per epoch (entry 0: before training)
+    seconds: float
+
+    def summary(self) -> str:
+        m, first = self.metrics, (self.history[0] if self.history else {})
+        return (
+            f"trained to step {m.get('step')} epoch {m.get('epoch')}: val_loss {first.get('val_loss', float('nan')):.3f}"
+            f" -> {m.get('val_loss', float('nan')):.3f}, active dims {m.get('active_dims')}, "
+            f"pca90 {m.get('pca90')}, {self.seconds:.0f} s; model at {self.model_uri}"
+        )
+
+
+def _storage(out: str, storage_options: dict[str, Any]) -> tuple[str, pafs.FileSystem | None]:
+    """Ray Train storage_path (+ filesystem for a custom S3 endpoint)."""
+    if out.startswith("s3://") and storage_options.get("endpoint_url"):
+        fs = fsspec.filesystem("s3", **storage_options)
+        return out[len("s3://") :], pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+    if "://" in out:
+        return out, None
+    import os
+
+    return os.path.abspath(out), None
+
+
+def _run_exists(out: str, storage_options: dict[str, Any]) -> bool:
+    fs, path = fsspec.core.url_to_fs(out, **storage_options)
+    return fs.exists(path.rstrip("/") + "/" + RUN_NAME)
+
+
+def train(
+    inputs: list[str],
+    out: str,
+    train_cfg: TrainConfig = TrainConfig(),
+    model_cfg: ModelConfig = ModelConfig(),
+    features: FeatureConfig = FeatureConfig(),
+    loss_cfg: LossConfig = LossConfig(),
+    resume: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train the VAE on `inputs` with Ray Train; write out/model.pt. Ray must be initialised."""
+    so = storage_options or {}
+    if model_cfg.n_mels != features.n_mels:
+        raise ValueError(f"model n_mels {model_cfg.n_mels} != feature n_mels {features.n_mels}")
+    exists = _run_exists(out, so)
+    if exists and not resume:
+        raise TrainError(f"{out} already holds a training run: pass --resume to continue it, or pick a new --out")
+    if resume and not exists:
+        raise TrainError(f"--resume given but {out} holds no training run to resume")
+    start = time.time()
+    table = resolve_inputs(inputs, so).table
+    train_table, val_table = split_inputs(table, train_cfg.val_fraction)
+    if train_table.num_rows == 0 or val_table.num_rows == 0:
+        raise TrainError(f"need clips for both training and validation; got {train_table.num_rows} and {val_table.num_rows}")
+    print(f"raydist: {train_table.num_rows} training and {val_table.num_rows} validation clips")
+    datasets = {
+        name: windows_dataset(t, features, train_cfg.window_s, train_cfg.window_hop_s, so).materialize()
+        for name, t in (("train", train_table), ("val", val_table))
+    }
+    use_gpu = train_cfg.use_gpu == "yes" or (train_cfg.use_gpu == "auto" and cluster_has_gpus())
+    storage_path, storage_fs = _storage(out, so)
+    loop_cfg = {"train": train_cfg.to_dict(), "model": model_cfg.to_dict(), "features": features.to_dict(), "loss": loss_cfg.to_dict()}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_cfg,
+        scaling_config=ScalingConfig(
+            num_workers=train_cfg.workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": train_cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=RUN_NAME,
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            failure_config=FailureConfig(max_failures=train_cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+        datasets=datasets,
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise TrainError(f"training failed: {result.error}") from result.error
+    if result.checkpoint is None:
+        raise TrainError("training finished without a checkpoint")
+    return _export(result, out, so, loop_cfg, time.time() - start)
+
+
+def _export(result, out: str, so: dict[str, Any], loop_cfg: dict[str, Any], seconds: float) -> TrainResult:
+    """Copy the latest checkpoint's model.pt to out/model.pt, and write metrics beside it."""
+    import torch
+
+    with result.checkpoint.as_directory() as d:
+        with open(f"{d}/model.pt", "rb") as f:
+            data = f.read()
+        history = torch.load(f"{d}/history.pt", weights_only=True)["history"]
+    base = out.rstrip("/")
+    with fsspec.open(f"{base}/model.pt", "wb", **so) as f:
+        f.write(data)
+    with fsspec.open(f"{base}/metrics.json", "w", **so) as f:
+        json.dump({"config": loop_cfg, "final": result.metrics, "history": history}, f, indent=2)
+    return TrainResult(f"{base}/model.pt", dict(result.metrics), history, seconds)
+
+
+__all__ = ["TrainConfig", "TrainError", "TrainResult", "train", "ray"]
