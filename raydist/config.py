@@ -146,3 +146,34 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         return config_from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Ray Data embedding settings. Saved in each run manifest."""
+
+    batch_size: int = 32  # clips per encoder call (equal-length clips share a forward pass)
+    actors: int = 0  # encoder actors; 0 = one per GPU, or one per 2 CPUs on CPU-only clusters
+    cpus_per_actor: float = 0.5  # fractional so decode tasks always find a CPU (no deadlock)
+    gpus_per_actor: float = 0.0  # 0 = auto: 1 when the cluster has GPUs
+    decode_batch: int = 8  # files per decode task batch
+    decode_cpus: float = 1.0  # CPUs per decode task
+    rows_per_file: int = 2000  # clips per output Parquet file (per table)
+    dtype: str = "float16"  # float16 | float32 for frame-level latents
+    keep_logvar: bool = False  # also write per-frame latent log-variance
+    novelty_s: float = 0.5  # half-width of the novelty window, seconds
+    min_segment_s: float = 0.25  # shortest segment the boundary picker allows
+    novelty_threshold: float = 1.0  # peaks must exceed median + threshold * MAD of the novelty curve
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
+        if self.batch_size < 1 or self.rows_per_file < 1 or self.decode_batch < 1:
+            raise ValueError(f"batch_size, rows_per_file and decode_batch must be >= 1: {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EmbedConfig":
+        return config_from_dict(cls, data)

@@ -52,10 +52,14 @@ def _pool_energy(logmel: torch.Tensor, d: int, n_latents: int) -> torch.Tensor:
     return e.reshape(e.shape[0], n_latents, d).mean(-1)
 
 
+def _device(m: LoadedModel) -> torch.device:
+    return next(m.vae.parameters()).device
+
+
 @torch.inference_mode()
 def encode_equal(m: LoadedModel, waves: torch.Tensor) -> list[Latents]:
     """Encode a (B, N) batch of equal-length waveforms in one forward pass."""
-    logmel = m.logmel(waves)  # (B, n_mels, T)
+    logmel = m.logmel(waves.to(_device(m), non_blocking=True))  # (B, n_mels, T)
     mean, logvar = m.vae.encode(logmel)  # (B, D, L)
     energy = _pool_energy(logmel, m.vae.cfg.downsample, mean.shape[-1])
     return [
@@ -68,6 +72,7 @@ def encode_equal(m: LoadedModel, waves: torch.Tensor) -> list[Latents]:
 def encode_long(m: LoadedModel, wave: torch.Tensor, chunk: int = CHUNK_LATENTS) -> Latents:
     """Encode one long 1-D waveform chunk by chunk; equals encode_equal on the whole."""
     d, ctx = m.vae.cfg.downsample, _context(m.vae)
+    wave = wave.to(_device(m))
     n_mel = num_frames(wave.shape[-1], m.features)
     n_lat = m.vae.latent_frames(n_mel)
     parts: list[Latents] = []
@@ -79,7 +84,7 @@ def encode_long(m: LoadedModel, wave: torch.Tensor, chunk: int = CHUNK_LATENTS) 
         energy = _pool_energy(logmel, d, mean.shape[-1])
         keep = slice(j0 - a, j1 - a)
         parts.append(
-            Latents(mean[0, :, keep].T.numpy(), logvar[0, :, keep].T.numpy(), energy[0, keep].numpy())
+            Latents(*(t.float().cpu().numpy() for t in (mean[0, :, keep].T, logvar[0, :, keep].T, energy[0, keep])))
         )
     return Latents(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("mean", "logvar", "energy")))
 

@@ -67,11 +67,11 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint(uri: str) -> tuple[dict[str, Any], str]:
+def read_checkpoint(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
     """Load and validate a checkpoint; return (state, sha256 of its bytes)."""
     path = checkpoint_file(uri)
     try:
-        with fsspec.open(path, "rb") as f:
+        with fsspec.open(path, "rb", **(storage_options or {})) as f:
             size = f.size if hasattr(f, "size") and f.size is not None else None
             if size is not None and size > MAX_BYTES:
                 raise CheckpointError(f"{path} is {size} bytes, over the {MAX_BYTES}-byte limit")
@@ -133,9 +133,11 @@ def build_model(state: dict[str, Any]) -> AudioVAE:
     return model
 
 
-def load_model(uri: str, device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(
+    uri: str, device: str | torch.device = "cpu", storage_options: dict[str, Any] | None = None
+) -> LoadedModel:
     """Load a checkpoint (model.pt, or a directory holding one; local or any fsspec URI)."""
-    state, digest = read_checkpoint(uri)
+    state, digest = read_checkpoint(uri, storage_options)
     features = FeatureConfig.from_dict(state["feature_config"])
     vae = build_model(state).to(device).eval()
     return LoadedModel(vae, LogMel(features).to(device), features, digest, state["step"], checkpoint_file(uri))

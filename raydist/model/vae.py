@@ -83,7 +83,7 @@ def receptive_field(model: AudioVAE) -> int:
     gradient, so it stays right when the architecture changes)."""
     d, n = model.cfg.downsample, 64
     with torch.inference_mode(False), torch.enable_grad():
-        x = torch.zeros(1, model.cfg.n_mels, n * d, requires_grad=True)
+        x = torch.zeros(1, model.cfg.n_mels, n * d, device=next(model.parameters()).device, requires_grad=True)
         mean, _ = model.encode(x)
         mean[0, :, n // 2].sum().backward()
     touched = (x.grad[0].abs().sum(0) > 0).nonzero().flatten()

@@ -1,0 +1,125 @@
+"""Exactly-once, resumable output directories (local or s3://).
+
+A run writes its Parquet parts under `_staging/<run>/`; committing writes `_runs/<run>.json`
+(the commit point: the list of the run's files) and then moves the parts into `frames/`,
+`clips/`, `segments/`, `errors/`. On the next run, `recover()` rolls forward any commit that was
+interrupted during the moves and deletes staging left by runs that never committed, so a crashed
+run leaves no rows behind and a rerun processes exactly the inputs not yet committed.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raydist.schema import TABLES
+
+RUNS, STAGING = "_runs", "_staging"
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class RunStore:
+    def __init__(self, out: str, storage_options: dict[str, Any] | None = None):
+        self.out = out.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.out, **(storage_options or {}))
+        self.root = self.root.rstrip("/")
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def uri(self, *parts: str) -> str:
+        """Full URI (with scheme) for writers on other nodes."""
+        protocol = self.fs.protocol[0] if isinstance(self.fs.protocol, (tuple, list)) else self.fs.protocol
+        p = self.path(*parts)
+        return p if protocol in ("file", "local") else f"{protocol}://{p}"
+
+    def check_writable(self) -> None:
+        """Fail fast, before any work, if the output cannot be written."""
+        probe = self.path(RUNS, ".write-probe")
+        try:
+            self.fs.makedirs(self.path(RUNS), exist_ok=True)
+            with self.fs.open(probe, "wb") as f:
+                f.write(b"ok")
+            self.fs.rm(probe)
+        except Exception as e:  # permissions, missing bucket, full disk: all end the same way
+            raise StoreError(f"cannot write to {self.out}: {type(e).__name__}: {e}") from e
+
+    def manifests(self) -> list[dict[str, Any]]:
+        pattern = self.path(RUNS, "*.json")
+        out = []
+        for p in sorted(self.fs.glob(pattern)):
+            with self.fs.open(p, "r") as f:
+                out.append(json.load(f))
+        return out
+
+    def recover(self) -> None:
+        """Finish interrupted commits; drop staging of runs that never committed."""
+        committed = set()
+        for m in self.manifests():
+            committed.add(m["run_id"])
+            for table, files in m["files"].items():
+                for name in files:
+                    self._move(m["run_id"], table, name)
+        if self.fs.exists(self.path(STAGING)):
+            for d in self.fs.ls(self.path(STAGING), detail=False):
+                run_id = posixpath.basename(d.rstrip("/"))
+                print(f"raydist: removing staging of {'committed' if run_id in committed else 'uncommitted'} run {run_id}")
+                self.fs.rm(d, recursive=True)
+
+    def _move(self, run_id: str, table: str, name: str) -> None:
+        final, staged = self.path(table, name), self.path(STAGING, run_id, table, name)
+        if self.fs.exists(final):
+            return
+        if not self.fs.exists(staged):
+            raise StoreError(f"committed file {table}/{name} of run {run_id} is missing from {self.out}")
+        self.fs.makedirs(self.path(table), exist_ok=True)
+        self.fs.mv(staged, final)
+
+    def committed_files(self, table: str) -> list[str]:
+        return [self.path(table, name) for m in self.manifests() for name in m["files"].get(table, [])]
+
+    def done_ids(self) -> set[str]:
+        """Ids already committed, as a clip or as an error."""
+        ids: set[str] = set()
+        for table in ("clips", "errors"):
+            for p in self.committed_files(table):
+                with self.fs.open(p, "rb") as f:
+                    ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
+        return ids
+
+    def commit(self, manifest: dict[str, Any]) -> str:
+        """Write the run manifest (the commit point), then move its parts into place."""
+        run_id = manifest["run_id"]
+        path = self.path(RUNS, f"{run_id}.json")
+        with self.fs.open(path, "w") as f:
+            json.dump(manifest, f, indent=2)
+        for table, files in manifest["files"].items():
+            for name in files:
+                self._move(run_id, table, name)
+        if self.fs.exists(self.path(STAGING, run_id)):
+            self.fs.rm(self.path(STAGING, run_id), recursive=True)
+        return path
+
+
+def read_table(out: str, table: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
+    """Read one output table, committed runs only (a run being written is never seen)."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; choose from {TABLES}")
+    store = RunStore(out, storage_options)
+    parts = []
+    for p in store.committed_files(table):
+        with store.fs.open(p, "rb") as f:
+            parts.append(pq.read_table(f))
+    if not parts:
+        from raydist.schema import schema_for
+
+        return schema_for(table).empty_table()
+    return pa.concat_tables(parts, promote_options="permissive")
