@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
+from raydist.config import EmbedConfig, FeatureConfig, LossConfig, ModelConfig, TrainConfig
 
 app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False)
 
@@ -65,6 +65,43 @@ def train(
     except (TrainError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"raydist: {result.summary()}")
+
+
+@app.command()
+def embed(
+    inputs: List[str] = typer.Argument(..., help="Folders, globs, s3:// prefixes or CSV/Parquet manifests (uri, id, label, split)."),
+    model: str = typer.Option(..., "--model", help="Checkpoint: model.pt or its directory (local or s3://)."),
+    out: str = typer.Option(..., "--out", help="Output directory or s3:// URI; rerun the same command to resume."),
+    batch_size: int = typer.Option(EmbedConfig.batch_size, help="Clips per encoder call."),
+    actors: int = typer.Option(EmbedConfig.actors, help="Encoder actors (0: one per GPU, else one per CPU)."),
+    cpus_per_actor: float = typer.Option(EmbedConfig.cpus_per_actor, help="CPUs per encoder actor."),
+    gpus_per_actor: float = typer.Option(EmbedConfig.gpus_per_actor, help="GPUs per encoder actor (0: auto)."),
+    rows_per_file: int = typer.Option(EmbedConfig.rows_per_file, help="Clips per output Parquet file."),
+    dtype: str = typer.Option(EmbedConfig.dtype, help="float16 | float32 for frame-level latents."),
+    keep_logvar: bool = typer.Option(EmbedConfig.keep_logvar, help="Also write per-frame log-variances."),
+    address: Optional[str] = typer.Option(None, help=ADDRESS_HELP),
+    endpoint_url: Optional[str] = typer.Option(None, help=ENDPOINT_HELP),
+) -> None:
+    """Embed audio into Parquet: frames/, clips/, segments/, errors/ (exactly once, resumable)."""
+    try:
+        cfg = EmbedConfig(batch_size=batch_size, actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
+                          rows_per_file=rows_per_file, dtype=dtype, keep_logvar=keep_logvar)
+    except ValueError as e:
+        _fail(str(e))
+    _check_local_inputs(inputs)
+    _check_local_inputs([model])
+    from raydist.inputs import InputError, storage_options_for
+    from raydist.model.checkpoint import CheckpointError
+    from raydist.pipeline.embed import embed as run_embed
+    from raydist.pipeline.store import StoreError
+    from raydist.session import init_ray
+
+    init_ray(address)
+    try:
+        summary = run_embed(inputs, out, model, cfg, storage_options_for(endpoint_url))
+    except (InputError, CheckpointError, StoreError) as e:
+        _fail(str(e))
+    typer.echo(f"raydist: {summary.line()}")
 
 
 @app.command()

@@ -1,5 +1,5 @@
 """`raydist demo`: the main job on an embedded default. Writes the built-in corpus, trains the VAE
-with Ray Train on a local Ray, and reports where everything is."""
+with Ray Train on a local Ray, embeds the corpus with Ray Data, and reports where everything is."""
 
 from __future__ import annotations
 
@@ -12,6 +12,18 @@ from raydist.corpus import write_corpus
 from raydist.session import init_ray
 
 MARKER = ".raydist-demo"
+SAMPLE_QUERY = (
+    "import pyarrow.dataset as ds; t = ds.dataset('{path}').to_table(); "
+    "print(t.group_by('label').aggregate([('id', 'count'), ('n_segments', 'mean')]))"
+)
+
+
+def _sample_query(path: str) -> str:
+    import pyarrow.dataset as ds
+
+    per_label = ds.dataset(path).to_table().group_by("label").aggregate([("id", "count"), ("n_segments", "mean")])
+    return "\n".join(f"  {r['label']:8s} clips={r['id_count']:4d} mean segments={r['n_segments_mean']:.2f}"
+                     for r in per_label.sort_by("label").to_pylist())
 
 
 def _prepare(out: str) -> None:
@@ -26,6 +38,7 @@ def _prepare(out: str) -> None:
 
 
 def run_demo(out: str, clips: int = 200, epochs: int = 15, workers: int = 2) -> dict[str, str]:
+    from raydist.pipeline.embed import embed
     from raydist.train.trainer import train
 
     start = time.time()
@@ -36,5 +49,11 @@ def run_demo(out: str, clips: int = 200, epochs: int = 15, workers: int = 2) -> 
     result = train([manifest], os.path.join(out, "train"), TrainConfig(workers=workers, epochs=epochs))
     print(f"raydist demo: {result.summary()}")
     print(f"raydist demo: per-epoch metrics in {os.path.join(out, 'train', 'metrics.json')}")
+    emb_dir = os.path.join(out, "embeddings")
+    summary = embed([manifest], emb_dir, result.model_uri)
+    print(f"raydist demo: {summary.line()}")
+    print(f"raydist demo: Parquet tables under {emb_dir}/{{frames,clips,segments,errors}}; a sample query:")
+    print(f"  {SAMPLE_QUERY.format(path=os.path.join(emb_dir, 'clips'))}")
+    print(_sample_query(os.path.join(emb_dir, "clips")))
     print(f"raydist demo: done in {time.time() - start:.0f} s")
-    return {"manifest": manifest, "model": result.model_uri}
+    return {"manifest": manifest, "model": result.model_uri, "embeddings": emb_dir}

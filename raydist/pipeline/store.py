@@ -73,6 +73,7 @@ class RunStore:
                 run_id = posixpath.basename(d.rstrip("/"))
                 print(f"raydist: removing staging of {'committed' if run_id in committed else 'uncommitted'} run {run_id}")
                 self.fs.rm(d, recursive=True)
+            self._drop_empty_staging()
 
     def _move(self, run_id: str, table: str, name: str) -> None:
         final, staged = self.path(table, name), self.path(STAGING, run_id, table, name)
@@ -106,7 +107,13 @@ class RunStore:
                 self._move(run_id, table, name)
         if self.fs.exists(self.path(STAGING, run_id)):
             self.fs.rm(self.path(STAGING, run_id), recursive=True)
+        self._drop_empty_staging()
         return path
+
+    def _drop_empty_staging(self) -> None:
+        staging = self.path(STAGING)
+        if self.fs.exists(staging) and not self.fs.ls(staging, detail=False):
+            self.fs.rm(staging, recursive=True)
 
 
 def read_table(out: str, table: str, storage_options: dict[str, Any] | None = None) -> pa.Table:

@@ -1,0 +1,72 @@
+"""Test helpers shipped with the package: synthetic audio files and a local S3 endpoint (moto's
+server on 127.0.0.1). Tests and benchmarks use these; nothing here runs in production paths."""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from raydist import synth
+
+FORMATS = {  # extension -> (soundfile format, subtype)
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "opus": ("OGG", "OPUS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
+
+
+def write_tone(path: str, freq: float = 440.0, seconds: float = 1.0, sr: int = 16000, channels: int = 1,
+               fmt: str | None = None) -> str:
+    """Write a sine tone file (format from the extension unless `fmt` is given)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    ext = fmt or os.path.splitext(path)[1].lstrip(".").lower()
+    container, subtype = FORMATS[ext]
+    x = np.repeat(synth.tone(freq, seconds, sr)[:, None], channels, axis=1)
+    sf.write(path, x, sr, format=container, subtype=subtype)
+    return path
+
+
+def dominant_freq(x: np.ndarray, sr: int) -> float:
+    """Frequency (Hz) of the largest FFT bin of a Hann-windowed signal."""
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / sr)[np.argmax(spec)])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def moto_s3(bucket: str = "raydist-test") -> Iterator[dict]:
+    """A real HTTP S3 endpoint on 127.0.0.1 with one bucket; yields fsspec storage options.
+    Sets the AWS_* environment so Ray workers and child processes reach it too."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": endpoint}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        yield {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
+    finally:
+        server.stop()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,230 @@
+"""Embedding end to end on Ray Data: local folder with a bad-input matrix, readers without
+raydist, exactly-once reruns, crash recovery, and S3 through moto's server."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from raydist.config import EmbedConfig
+from raydist.pipeline.embed import embed
+from raydist.pipeline.store import RunStore, read_table
+from raydist.schema import CLIPS, ERRORS, SEGMENTS, frames_schema
+from raydist.synth import tone
+from raydist.testing import write_tone
+
+pytestmark = pytest.mark.slow
+
+GOOD = {  # file -> (seconds, rate, channels)
+    "a/tone16k.wav": (2.0, 16000, 1),
+    "a/stereo44k.flac": (3.0, 44100, 2),
+    "b/narrow8k.wav": (1.5, 8000, 1),
+    "b/hires192k.wav": (1.0, 192000, 1),
+    "b/six_channels.wav": (1.0, 48000, 6),
+    "c/vorbis.ogg": (1.2, 32000, 2),
+    "c/speechrate.mp3": (1.1, 22050, 1),
+    "c/opus48k.opus": (1.0, 48000, 1),
+    "long/ninety_s.wav": (90.0, 16000, 1),  # over one 60 s chunk: chunked and stitched
+}
+BAD = {  # id -> (stage, error type)
+    "bad/random_bytes.wav": ("decode", "DecodeError"),
+    "bad/zero_bytes.wav": ("decode", "DecodeError"),
+    "bad/text_as.mp3": ("decode", "DecodeError"),
+    "bad/header_only.wav": ("validate", "EmptyAudioError"),
+    "bad/nan.wav": ("validate", "NonFiniteAudioError"),
+    "bad/20ms.wav": ("validate", "TooShortError"),
+}
+
+
+def make_corpus(root: str) -> None:
+    for name, (seconds, sr, ch) in GOOD.items():
+        os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+        write_tone(os.path.join(root, name), freq=440, seconds=seconds, sr=sr, channels=ch)
+    sf.write(os.path.join(root, "a/silence.wav"), np.zeros(16000, np.float32), 16000)
+    os.makedirs(os.path.join(root, "bad"))
+    rng = np.random.default_rng(0)
+    open(os.path.join(root, "bad/random_bytes.wav"), "wb").write(rng.bytes(5000))
+    open(os.path.join(root, "bad/zero_bytes.wav"), "wb").close()
+    open(os.path.join(root, "bad/text_as.mp3"), "w").write("not an mp3 at all\n" * 50)
+    sf.write(os.path.join(root, "bad/header_only.wav"), np.zeros((0, 1), np.float32), 16000)
+    nan = tone(440, 0.5, 16000)
+    nan[100] = np.nan
+    sf.write(os.path.join(root, "bad/nan.wav"), nan, 16000, subtype="FLOAT")
+    sf.write(os.path.join(root, "bad/20ms.wav"), tone(440, 0.02, 16000), 16000)
+    open(os.path.join(root, "README.txt"), "w").write("not audio, not listed")
+
+
+@pytest.fixture(scope="module")
+def run(ray_session, tmp_path_factory, checkpoint):
+    root = str(tmp_path_factory.mktemp("corpus"))
+    make_corpus(root)
+    out = str(tmp_path_factory.mktemp("emb"))
+    summary = embed([root], out, checkpoint, EmbedConfig(rows_per_file=8))
+    return root, out, summary
+
+
+def test_every_input_ends_as_a_row_or_an_error_row(run):
+    root, out, summary = run
+    n_good = len(GOOD) + 1  # + silence
+    assert (summary.inputs, summary.ok, summary.failed) == (n_good + len(BAD), n_good, len(BAD))
+    assert summary.skipped_extensions == {".txt": 1}
+    clips, errors = read_table(out, "clips"), read_table(out, "errors")
+    assert sorted(clips.column("id").to_pylist()) == sorted([*GOOD, "a/silence.wav"])
+    got = {r["id"]: (r["stage"], r["error_type"]) for r in errors.to_pylist()}
+    assert got == BAD
+    assert all(r["uri"].endswith(r["id"]) and r["message"] for r in errors.to_pylist())
+    assert "20ms.wav is 20.0 ms long" in next(r["message"] for r in errors.to_pylist() if r["id"] == "bad/20ms.wav")
+
+
+def test_clip_rows_describe_the_source(run):
+    _, out, _ = run
+    rows = {r["id"]: r for r in read_table(out, "clips").to_pylist()}
+    for name, (seconds, sr, ch) in GOOD.items():
+        r = rows[name]
+        assert (r["sample_rate"], r["channels"]) == (sr, ch), name
+        assert abs(r["duration_s"] - seconds) < 0.1, (name, r["duration_s"])
+        assert r["n_frames"] == pytest.approx(seconds * 12.5, abs=2), (name, r["n_frames"])
+        assert len(r["embedding"]) == 64 and np.isfinite(r["embedding"]).all()
+    assert rows["a/silence.wav"]["active_fraction"] == 0.0
+
+
+def test_frames_and_segments_line_up_with_clips(run):
+    _, out, _ = run
+    clips = {r["id"]: r for r in read_table(out, "clips").to_pylist()}
+    frames = read_table(out, "frames")
+    assert frames.schema.field("mean").type == frames_schema("float16").field("mean").type
+    for r in frames.to_pylist():
+        assert len(r["mean"]) == r["n_frames"] == clips[r["id"]]["n_frames"] == len(r["novelty"]) == len(r["energy"])
+        assert all(len(v) == 32 for v in r["mean"])
+        assert r["frame_rate"] == 12.5 and r["start_s"] == pytest.approx(0.035)
+        assert r["logvar"] is None
+    segs = read_table(out, "segments").to_pylist()
+    for clip_id, clip in clips.items():
+        mine = sorted((s for s in segs if s["id"] == clip_id), key=lambda s: s["segment"])
+        assert len(mine) == clip["n_segments"] >= 1
+        assert mine[0]["start_s"] == 0.0 and mine[-1]["end_s"] == pytest.approx(clip["duration_s"])
+        assert all(a["end_s"] == b["start_s"] for a, b in zip(mine, mine[1:]))  # contiguous
+
+
+def test_outputs_read_without_raydist(run):
+    _, out, _ = run
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    clips_glob = os.path.join(out, "clips", "*.parquet")
+    n = duckdb.sql(f"select count(*) from '{clips_glob}'").fetchall()[0][0]
+    assert n == len(GOOD) + 1
+    dims = duckdb.sql(f"select len(embedding) from '{clips_glob}' limit 1").fetchall()[0][0]
+    assert dims == 64
+    first = duckdb.sql(f"select mean[1] from '{os.path.join(out, 'frames', '*.parquet')}' limit 1").fetchall()[0][0]
+    assert len(first) == 32
+    assert len(pl.read_parquet(clips_glob)) == n
+    assert len(pd.read_parquet(os.path.join(out, "segments"))) == len(read_table(out, "segments"))
+    for table, schema in (("clips", CLIPS), ("segments", SEGMENTS), ("errors", ERRORS)):
+        for path in glob.glob(os.path.join(out, table, "*.parquet")):
+            t = pq.read_table(path)
+            assert t.schema.remove_metadata().equals(schema.remove_metadata(), check_metadata=False), table
+            assert t.schema.metadata[b"raydist.schema_version"] == b"1"
+            assert b"raydist.model_sha256" in t.schema.metadata
+
+
+def test_run_manifest_records_the_run(run):
+    _, out, summary = run
+    (manifest,) = RunStore(out).manifests()
+    assert manifest["counts"] == {"inputs": summary.inputs, "ok": summary.ok, "failed": summary.failed}
+    assert len(manifest["model"]["sha256"]) == 64
+    assert manifest["feature_config"]["sample_rate"] == 16000
+    assert set(manifest["versions"]) >= {"raydist", "ray", "torch", "torchaudio", "pyarrow"}
+    assert not os.path.exists(os.path.join(out, "_staging"))
+
+
+def test_rerun_processes_only_what_is_missing(run, checkpoint, tmp_path):
+    root, out, _ = run
+    again = embed([root], out, checkpoint)
+    assert (again.ok, again.failed, again.already_done) == (0, 0, again.inputs)
+    write_tone(os.path.join(root, "a/new.wav"), seconds=1.0)
+    more = embed([root], out, checkpoint)
+    assert (more.ok, more.failed) == (1, 0)
+    ids = read_table(out, "clips").column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == len(GOOD) + 2
+    os.remove(os.path.join(root, "a/new.wav"))
+
+
+def test_interrupted_commit_rolls_forward_and_dead_staging_is_dropped(ray_session, checkpoint, tmp_path):
+    root = tmp_path / "c"
+    for i in range(4):
+        write_tone(str(root / f"t{i}.wav"), freq=200 + 100 * i)
+    out = str(tmp_path / "out")
+    embed([str(root)], out, checkpoint)
+    store = RunStore(out)
+    (m,) = store.manifests()
+    # simulate a crash between the manifest write and the moves: put the parts back in staging
+    for table, files in m["files"].items():
+        for name in files:
+            os.makedirs(os.path.join(out, "_staging", m["run_id"], table), exist_ok=True)
+            os.rename(os.path.join(out, table, name), os.path.join(out, "_staging", m["run_id"], table, name))
+    os.makedirs(os.path.join(out, "_staging", "dead-run", "clips"))
+    open(os.path.join(out, "_staging", "dead-run", "clips", "part-x.parquet"), "w").write("half")
+    again = embed([str(root)], out, checkpoint)
+    assert again.already_done == 4 and again.ok == 0
+    assert read_table(out, "clips").num_rows == 4
+    assert not os.path.exists(os.path.join(out, "_staging"))
+
+
+def test_killed_driver_then_rerun_gives_exactly_one_row_per_input(ray_session, checkpoint, tmp_path):
+    root = tmp_path / "corpus"
+    n = 40
+    for i in range(n):
+        write_tone(str(root / f"clip{i:02d}.wav"), freq=100 + 20 * i, seconds=3.0)
+    out = str(tmp_path / "out")
+    address = ray_session.get_runtime_context().gcs_address
+    code = (
+        "import raydist.session as s; s.init_ray(address=%r);"
+        "from raydist.pipeline.embed import embed; from raydist.config import EmbedConfig;"
+        "embed([%r], %r, %r, EmbedConfig(rows_per_file=2, batch_size=2))" % (address, str(root), out, checkpoint)
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline and not glob.glob(os.path.join(out, "_staging", "*", "clips", "*.parquet")):
+        assert proc.poll() is None, "embed finished or died before it could be killed"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not glob.glob(os.path.join(out, "_runs", "*.json")), "the run committed before the kill"
+    assert read_table(out, "clips").num_rows == 0  # readers never see the half-written run
+    again = embed([str(root)], out, checkpoint)
+    assert (again.ok, again.failed, again.already_done) == (n, 0, 0)
+    ids = read_table(out, "clips").column("id").to_pylist()
+    assert sorted(ids) == sorted(f"clip{i:02d}.wav" for i in range(n))
+
+
+def test_embed_from_and_to_s3(ray_session, s3, checkpoint, tmp_path):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**{k: v for k, v in s3.items() if k != "endpoint_url"}, endpoint_url=s3["endpoint_url"])
+    for i in range(3):
+        local = write_tone(str(tmp_path / f"s{i}.flac"), freq=300 + 50 * i, seconds=1.5, sr=22050)
+        fs.put(local, f"raydist-test/corpus/s{i}.flac")
+    fs.pipe("raydist-test/corpus/broken.wav", b"RIFF....WAVEjunk")
+    fs.put(checkpoint, "raydist-test/models/model.pt")
+    out = "s3://raydist-test/emb"
+    summary = embed(["s3://raydist-test/corpus"], out, "s3://raydist-test/models/model.pt", storage_options=s3)
+    assert (summary.ok, summary.failed) == (3, 1)
+    clips = read_table(out, "clips", storage_options=s3)
+    assert sorted(clips.column("id").to_pylist()) == ["s0.flac", "s1.flac", "s2.flac"]
+    assert clips.column("uri")[0].as_py().startswith("s3://raydist-test/corpus/")
+    errors = read_table(out, "errors", storage_options=s3).to_pylist()
+    assert [(e["id"], e["stage"]) for e in errors] == [("broken.wav", "decode")]
+    assert not fs.exists("raydist-test/emb/_staging")
+    again = embed(["s3://raydist-test/corpus"], out, "s3://raydist-test/models/model.pt", storage_options=s3)
+    assert again.already_done == 4 and again.ok == 0
