@@ -1,0 +1,10 @@
+"""Ray Job entrypoint for embedding; the same options as `raydist embed`.
+
+    ray job submit --address http://HEAD:8265 --working-dir . -- \
+        python jobs/embed.py s3://bucket/corpus --model s3://bucket/runs/a/model.pt --out s3://bucket/emb --address auto
+"""
+
+from raydist.cli import app
+
+if __name__ == "__main__":
+    app(["embed", *__import__("sys").argv[1:]])

@@ -1,0 +1,10 @@
+"""Ray Job entrypoint for training; the same options as `raydist train`.
+
+    ray job submit --address http://HEAD:8265 --working-dir . -- \
+        python jobs/train.py s3://bucket/corpus --out s3://bucket/runs/a --workers 4
+"""
+
+from raydist.cli import app
+
+if __name__ == "__main__":
+    app(["train", *__import__("sys").argv[1:]])

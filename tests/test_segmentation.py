@@ -1,0 +1,38 @@
+"""Novelty and boundary picking on sequences with known change points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from raydist.segmentation import novelty, pick_boundaries, segment
+
+
+def test_novelty_of_a_step_peaks_at_the_step():
+    x = np.concatenate([np.zeros((20, 3)), np.ones((20, 3))])
+    curve = novelty(x, half_width=5)
+    assert int(np.argmax(curve)) == 20
+    assert curve[20] == pytest.approx(np.sqrt(3), rel=1e-6)
+    assert curve[0] == 0 and curve[5] == 0
+
+
+def test_segments_recover_known_boundaries_in_noise():
+    rng = np.random.default_rng(0)
+    levels = [0.0, 2.0, -1.0, 1.0]
+    x = np.concatenate([np.full((25, 4), v) for v in levels]) + rng.normal(0, 0.1, (100, 4))
+    segs, curve = segment(x, half_width=6, min_gap=3, threshold=3.0)
+    assert [s.start for s in segs] == [0, 25, 50, 75]
+    assert segs[-1].stop == 100 and len(curve) == 100
+    assert all(s.score > 0 for s in segs[1:])
+
+
+def test_no_boundaries_in_a_stationary_sequence():
+    x = np.random.default_rng(1).normal(0, 1, (200, 8))
+    segs, _ = segment(x, half_width=6, min_gap=3, threshold=8.0)
+    assert len(segs) == 1
+
+
+def test_pick_boundaries_respects_the_gap_and_the_ends():
+    curve = np.zeros(50)
+    curve[[1, 20, 22, 48]] = [5, 4, 3, 5]
+    assert pick_boundaries(curve, min_gap=3, threshold=1.0) == [20]
