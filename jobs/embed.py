@@ -4,7 +4,9 @@
         python jobs/embed.py s3://bucket/corpus --model s3://bucket/runs/a/model.pt --out s3://bucket/emb --address auto
 """
 
+import sys
+
 from raydist.cli import app
 
 if __name__ == "__main__":
-    app(["embed", *__import__("sys").argv[1:]])
+    app(args=["embed", *sys.argv[1:]])

@@ -4,7 +4,9 @@
         python jobs/train.py s3://bucket/corpus --out s3://bucket/runs/a --workers 4
 """
 
+import sys
+
 from raydist.cli import app
 
 if __name__ == "__main__":
-    app(["train", *__import__("sys").argv[1:]])
+    app(args=["train", *sys.argv[1:]])

@@ -156,8 +156,8 @@ class EmbedConfig:
     actors: int = 0  # encoder actors; 0 = one per GPU, or one per 2 CPUs on CPU-only clusters
     cpus_per_actor: float = 0.5  # fractional so decode tasks always find a CPU (no deadlock)
     gpus_per_actor: float = 0.0  # 0 = auto: 1 when the cluster has GPUs
-    decode_batch: int = 8  # files per decode task batch
-    decode_cpus: float = 1.0  # CPUs per decode task
+    decode_batch: int = 32  # files per decode task (fewer, larger tasks keep the encoders fed)
+    decode_cpus: float = 0.5  # CPUs per decode task (0.5 measured 25% faster than 1 on 2 cores)
     rows_per_file: int = 2000  # clips per output Parquet file (per table)
     dtype: str = "float16"  # float16 | float32 for frame-level latents
     keep_logvar: bool = False  # also write per-frame latent log-variance

@@ -73,8 +73,8 @@ def build_dataset(todo: pa.Table, model_uri: str, cfg: EmbedConfig, staging: str
                   metadata: dict[str, str], storage_options: dict | None) -> ray.data.Dataset:
     """The streaming pipeline; its rows are per-part summaries."""
     actors, cpus, gpus = _pool(cfg)
-    blocks = max(1, min(todo.num_rows, todo.num_rows // cfg.decode_batch + 1))
-    ds = ray.data.from_arrow(todo).repartition(blocks)
+    # one block per decode batch, cut on the driver: streaming starts at once (no all-to-all)
+    ds = ray.data.from_arrow([todo.slice(i, cfg.decode_batch) for i in range(0, todo.num_rows, cfg.decode_batch)])
     ds = ds.map_batches(decode_batch, fn_args=(sample_rate, storage_options), batch_size=cfg.decode_batch,
                         batch_format="pyarrow", num_cpus=cfg.decode_cpus)
     ds = ds.map_batches(
