@@ -47,8 +47,16 @@ def train(
 ) -> None:
     """Train the audio VAE on Ray Train; writes checkpoints and OUT/model.pt."""
     try:
-        cfg = TrainConfig(workers=workers, epochs=epochs, batch_size=batch_size, lr=lr, use_gpu=use_gpu,
-                          cpus_per_worker=cpus_per_worker, checkpoint_every=checkpoint_every, max_failures=max_failures)
+        cfg = TrainConfig(
+            workers=workers,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            use_gpu=use_gpu,
+            cpus_per_worker=cpus_per_worker,
+            checkpoint_every=checkpoint_every,
+            max_failures=max_failures,
+        )
         model_cfg = ModelConfig(latent_dim=latent_dim)
         loss_cfg = LossConfig(beta=beta, free_bits=free_bits)
     except ValueError as e:
@@ -61,7 +69,9 @@ def train(
 
     init_ray(address)
     try:
-        result = run_training(inputs, out, cfg, model_cfg, FeatureConfig(), loss_cfg, resume, storage_options_for(endpoint_url))
+        result = run_training(
+            inputs, out, cfg, model_cfg, FeatureConfig(), loss_cfg, resume, storage_options_for(endpoint_url)
+        )
     except (TrainError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"raydist: {result.summary()}")
@@ -69,7 +79,9 @@ def train(
 
 @app.command()
 def embed(
-    inputs: List[str] = typer.Argument(..., help="Folders, globs, s3:// prefixes or CSV/Parquet manifests (uri, id, label, split)."),
+    inputs: List[str] = typer.Argument(
+        ..., help="Folders, globs, s3:// prefixes or CSV/Parquet manifests (uri, id, label, split)."
+    ),
     model: str = typer.Option(..., "--model", help="Checkpoint: model.pt or its directory (local or s3://)."),
     out: str = typer.Option(..., "--out", help="Output directory or s3:// URI; rerun the same command to resume."),
     batch_size: int = typer.Option(EmbedConfig.batch_size, help="Clips per encoder call."),
@@ -84,8 +96,15 @@ def embed(
 ) -> None:
     """Embed audio into Parquet: frames/, clips/, segments/, errors/ (exactly once, resumable)."""
     try:
-        cfg = EmbedConfig(batch_size=batch_size, actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
-                          rows_per_file=rows_per_file, dtype=dtype, keep_logvar=keep_logvar)
+        cfg = EmbedConfig(
+            batch_size=batch_size,
+            actors=actors,
+            cpus_per_actor=cpus_per_actor,
+            gpus_per_actor=gpus_per_actor,
+            rows_per_file=rows_per_file,
+            dtype=dtype,
+            keep_logvar=keep_logvar,
+        )
     except ValueError as e:
         _fail(str(e))
     _check_local_inputs(inputs)
@@ -102,6 +121,126 @@ def embed(
     except (InputError, CheckpointError, StoreError) as e:
         _fail(str(e))
     typer.echo(f"raydist: {summary.line()}")
+
+
+@app.command()
+def compress(
+    inputs: List[str] = typer.Argument(..., help="Folders, globs, s3:// prefixes or CSV/Parquet manifests."),
+    model: str = typer.Option(..., "--model", help="Checkpoint: model.pt or its directory."),
+    out: str = typer.Option(..., "--out", help="Output directory or s3:// URI (codes/, errors/, _runs/)."),
+    batch_size: int = typer.Option(EmbedConfig.batch_size, help="Clips per encoder call."),
+    actors: int = typer.Option(EmbedConfig.actors, help="Encoder actors (0: one per GPU, else one per CPU)."),
+    cpus_per_actor: float = typer.Option(EmbedConfig.cpus_per_actor, help="CPUs per encoder actor."),
+    address: Optional[str] = typer.Option(None, help=ADDRESS_HELP),
+    endpoint_url: Optional[str] = typer.Option(None, help=ENDPOINT_HELP),
+) -> None:
+    """Compress audio into int8 latents (about 3.3 kbps payload); prints bitrate and ratios."""
+    _check_local_inputs([*inputs, model])
+    from raydist.inputs import InputError, storage_options_for
+    from raydist.model.checkpoint import CheckpointError
+    from raydist.pipeline.codec import codec_report
+    from raydist.pipeline.codec import compress as run_compress
+    from raydist.pipeline.store import StoreError
+    from raydist.session import init_ray
+
+    so = storage_options_for(endpoint_url)
+    init_ray(address)
+    try:
+        summary = run_compress(
+            inputs, out, model, EmbedConfig(batch_size=batch_size, actors=actors, cpus_per_actor=cpus_per_actor), so
+        )
+    except (InputError, CheckpointError, StoreError) as e:
+        _fail(str(e))
+    typer.echo(f"raydist: {summary.line('compressed')}")
+    if summary.ok or summary.already_done:
+        r = codec_report(out, so)
+        typer.echo(
+            f"raydist: {r['clips']} clips, {r['payload_kbps']:.2f} kbps latent payload, {r['file_kbps']:.2f} kbps "
+            f"as written; {r['ratio_vs_source']:.1f}x smaller than the source files, {r['ratio_vs_pcm16']:.1f}x than 16-bit PCM"
+        )
+
+
+@app.command()
+def decompress(
+    compressed: str = typer.Argument(..., help="Output of raydist compress (directory or s3:// URI)."),
+    model: str = typer.Option(..., "--model", help="The checkpoint that compressed it."),
+    out: str = typer.Option(..., "--out", help="Directory or s3:// URI for one audio file per clip."),
+    format: str = typer.Option("wav", help="wav | flac."),
+    address: Optional[str] = typer.Option(None, help=ADDRESS_HELP),
+    endpoint_url: Optional[str] = typer.Option(None, help=ENDPOINT_HELP),
+) -> None:
+    """Decode a compressed set back to audio at each clip's original rate and duration."""
+    _check_local_inputs([compressed, model])
+    from raydist.inputs import storage_options_for
+    from raydist.model.checkpoint import CheckpointError
+    from raydist.pipeline.codec import CodecError
+    from raydist.pipeline.codec import decompress as run_decompress
+    from raydist.session import init_ray
+
+    init_ray(address)
+    try:
+        summary = run_decompress(compressed, model, out, format, storage_options=storage_options_for(endpoint_url))
+    except (CodecError, CheckpointError) as e:
+        _fail(str(e))
+    typer.echo(f"raydist: {summary.line()}")
+
+
+@app.command()
+def generate(
+    model: str = typer.Option(..., "--model", help="Checkpoint: model.pt or its directory."),
+    out: str = typer.Option(..., "--out", help="Directory for the generated files."),
+    n: int = typer.Option(4, "--n", help="Files to sample from the prior."),
+    seconds: float = typer.Option(2.0, help="Length of each sampled file."),
+    seed: int = typer.Option(0, help="Random seed."),
+    interpolate: Optional[List[str]] = typer.Option(
+        None, help="Two audio files: decode a path between their latents (give twice)."
+    ),
+    steps: int = typer.Option(5, help="Points on the interpolation path."),
+) -> None:
+    """Sample latents from the prior (or interpolate two clips' latents) and decode them to audio."""
+    _check_local_inputs([model, *(interpolate or [])])
+    from raydist.generation import interpolate as run_interpolate
+    from raydist.generation import sample
+    from raydist.model.checkpoint import CheckpointError, load_model
+
+    try:
+        m = load_model(model)
+        if interpolate:
+            if len(interpolate) != 2:
+                _fail(f"--interpolate needs exactly two files, got {len(interpolate)}")
+            paths = run_interpolate(m, interpolate[0], interpolate[1], out, steps)
+        else:
+            paths = sample(m, out, n, seconds, seed)
+    except (CheckpointError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"raydist: wrote {len(paths)} files to {out}")
+
+
+@app.command("evaluate-codec")
+def evaluate_codec(
+    originals: str = typer.Argument(..., help="Folder, glob or manifest of the original audio."),
+    decoded: str = typer.Argument(..., help="Folder of decoded audio (files named by clip id)."),
+    compressed: Optional[str] = typer.Option(None, help="The compressed set, to add its bitrate to the report."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON here."),
+) -> None:
+    """Per-clip and mean log-mel L1, multi-resolution STFT distance and SI-SDR of decoded audio."""
+    import json
+
+    from raydist.pipeline.codec import codec_report
+    from raydist.quality import evaluate_pairs, format_table
+
+    _check_local_inputs([originals, decoded])
+    try:
+        report = evaluate_pairs([originals], [decoded])
+    except ValueError as e:
+        _fail(str(e))
+    if compressed:
+        report["bitrate"] = codec_report(compressed)
+    typer.echo(format_table(report))
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump(report, f, indent=2)
+        typer.echo(f"raydist: report written to {json_out}")
 
 
 @app.command()

@@ -51,8 +51,10 @@ def read_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> pa
     fs, path = _fs(uri, storage_options)
     try:
         with fs.open(path, "rb") as f:
-            table = pq.read_table(f) if path.endswith(".parquet") else pacsv.read_csv(
-                f, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
+            table = (
+                pq.read_table(f)
+                if path.endswith(".parquet")
+                else pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
             )
     except (OSError, pa.ArrowException) as e:
         raise InputError(f"cannot read manifest {uri}: {e}") from e

@@ -7,6 +7,7 @@ Layout of an embedding output directory:
     clips/part-*.parquet     one row per clip: clip-level (classification) features
     segments/part-*.parquet  one row per detected segment: segment-level features
     errors/part-*.parquet    one row per input that could not be processed
+    codes/part-*.parquet     (raydist compress) one row per clip: quantised latents + what decoding needs
     _runs/<run>.json         the committed runs: files, counts, model hash, configs, timings
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 SCHEMA_VERSION = "1"
-TABLES = ("frames", "clips", "segments", "errors")
+TABLES = ("frames", "clips", "segments", "errors", "codes")
 
 
 def _f(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
@@ -25,55 +26,81 @@ def _f(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Fie
 
 def frames_schema(dtype: str = "float16") -> pa.Schema:
     value = pa.float16() if dtype == "float16" else pa.float32()
-    return pa.schema([
+    return pa.schema(
+        [
+            _f("id", pa.string(), "input id", nullable=False),
+            _f("start_s", pa.float64(), "centre time of the first latent frame, seconds"),
+            _f("frame_rate", pa.float64(), "latent frames per second"),
+            _f("n_frames", pa.int32(), "latent frames"),
+            _f("mean", pa.list_(pa.list_(value)), "latent means, n_frames x latent_dim"),
+            _f("logvar", pa.list_(pa.list_(value)), "latent log-variances (null unless requested)"),
+            _f("energy", pa.list_(pa.float32()), "mean log-mel per latent frame (activity)"),
+            _f("novelty", pa.list_(pa.float32()), "novelty curve: boundary strength before each frame"),
+        ]
+    )
+
+
+CLIPS = pa.schema(
+    [
         _f("id", pa.string(), "input id", nullable=False),
-        _f("start_s", pa.float64(), "centre time of the first latent frame, seconds"),
-        _f("frame_rate", pa.float64(), "latent frames per second"),
+        _f("uri", pa.string(), "input URI"),
+        _f("label", pa.string(), "label from the manifest, if any"),
+        _f("split", pa.string(), "split from the manifest, if any"),
+        _f("duration_s", pa.float64(), "duration of the source audio, seconds"),
+        _f("sample_rate", pa.int32(), "source sample rate, Hz"),
+        _f("channels", pa.int32(), "source channels (mixed to mono for the model)"),
+        _f("format", pa.string(), "source container, e.g. WAV, FLAC"),
         _f("n_frames", pa.int32(), "latent frames"),
-        _f("mean", pa.list_(pa.list_(value)), "latent means, n_frames x latent_dim"),
-        _f("logvar", pa.list_(pa.list_(value)), "latent log-variances (null unless requested)"),
-        _f("energy", pa.list_(pa.float32()), "mean log-mel per latent frame (activity)"),
-        _f("novelty", pa.list_(pa.float32()), "novelty curve: boundary strength before each frame"),
-    ])
+        _f("embedding", pa.list_(pa.float32()), "scene embedding: mean then std over time of the latent means"),
+        _f("energy_mean", pa.float32(), "mean log-mel energy"),
+        _f("active_fraction", pa.float32(), "share of latent frames above the clip's silence threshold"),
+        _f("n_segments", pa.int32(), "segments detected"),
+    ]
+)
+
+SEGMENTS = pa.schema(
+    [
+        _f("id", pa.string(), "input id", nullable=False),
+        _f("segment", pa.int32(), "segment index within the clip"),
+        _f("start_s", pa.float64(), "segment start, seconds"),
+        _f("end_s", pa.float64(), "segment end, seconds"),
+        _f("boundary_score", pa.float32(), "novelty at the opening boundary (0 for the first segment)"),
+        _f("active_fraction", pa.float32(), "share of the segment's frames above the silence threshold"),
+        _f("embedding", pa.list_(pa.float32()), "mean latent over the segment"),
+    ]
+)
+
+ERRORS = pa.schema(
+    [
+        _f("id", pa.string(), "input id", nullable=False),
+        _f("uri", pa.string(), "input URI"),
+        _f("stage", pa.string(), "read | decode | validate | encode"),
+        _f("error_type", pa.string(), "exception class"),
+        _f("message", pa.string(), "what went wrong, naming the input"),
+    ]
+)
 
 
-CLIPS = pa.schema([
-    _f("id", pa.string(), "input id", nullable=False),
-    _f("uri", pa.string(), "input URI"),
-    _f("label", pa.string(), "label from the manifest, if any"),
-    _f("split", pa.string(), "split from the manifest, if any"),
-    _f("duration_s", pa.float64(), "duration of the source audio, seconds"),
-    _f("sample_rate", pa.int32(), "source sample rate, Hz"),
-    _f("channels", pa.int32(), "source channels (mixed to mono for the model)"),
-    _f("format", pa.string(), "source container, e.g. WAV, FLAC"),
-    _f("n_frames", pa.int32(), "latent frames"),
-    _f("embedding", pa.list_(pa.float32()), "scene embedding: mean then std over time of the latent means"),
-    _f("energy_mean", pa.float32(), "mean log-mel energy"),
-    _f("active_fraction", pa.float32(), "share of latent frames above the clip's silence threshold"),
-    _f("n_segments", pa.int32(), "segments detected"),
-])
-
-SEGMENTS = pa.schema([
-    _f("id", pa.string(), "input id", nullable=False),
-    _f("segment", pa.int32(), "segment index within the clip"),
-    _f("start_s", pa.float64(), "segment start, seconds"),
-    _f("end_s", pa.float64(), "segment end, seconds"),
-    _f("boundary_score", pa.float32(), "novelty at the opening boundary (0 for the first segment)"),
-    _f("active_fraction", pa.float32(), "share of the segment's frames above the silence threshold"),
-    _f("embedding", pa.list_(pa.float32()), "mean latent over the segment"),
-])
-
-ERRORS = pa.schema([
-    _f("id", pa.string(), "input id", nullable=False),
-    _f("uri", pa.string(), "input URI"),
-    _f("stage", pa.string(), "read | decode | validate | encode"),
-    _f("error_type", pa.string(), "exception class"),
-    _f("message", pa.string(), "what went wrong, naming the input"),
-])
+CODES = pa.schema(
+    [
+        _f("id", pa.string(), "input id", nullable=False),
+        _f("uri", pa.string(), "input URI"),
+        _f("duration_s", pa.float64(), "duration of the source audio, seconds"),
+        _f("sample_rate", pa.int32(), "source sample rate, Hz"),
+        _f("channels", pa.int32(), "source channels"),
+        _f("num_samples", pa.int64(), "samples at the model rate (decoded length)"),
+        _f("n_frames", pa.int32(), "latent frames"),
+        _f("scale", pa.list_(pa.float16()), "per-dimension scale: latent = code / 127 * scale"),
+        _f("codes", pa.binary(), "int8 codes, n_frames x latent_dim, row-major"),
+        _f("source_bytes", pa.int64(), "size of the source file"),
+    ]
+)
 
 
 def schema_for(table: str, dtype: str = "float16") -> pa.Schema:
-    return {"frames": frames_schema(dtype), "clips": CLIPS, "segments": SEGMENTS, "errors": ERRORS}[table]
+    return {"frames": frames_schema(dtype), "clips": CLIPS, "segments": SEGMENTS, "errors": ERRORS, "codes": CODES}[
+        table
+    ]
 
 
 def list_array(arrays: list[np.ndarray], type_: pa.DataType = pa.float32()) -> pa.Array:
@@ -81,13 +108,17 @@ def list_array(arrays: list[np.ndarray], type_: pa.DataType = pa.float32()) -> p
     offsets = np.zeros(len(arrays) + 1, np.int32)
     np.cumsum([len(a) for a in arrays], out=offsets[1:])
     values = np.concatenate(arrays) if arrays else np.zeros(0)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(type_.to_pandas_dtype(), copy=False), type_))
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(values.astype(type_.to_pandas_dtype(), copy=False), type_)
+    )
 
 
 def matrix_array(mats: list[np.ndarray | None], type_: pa.DataType) -> pa.Array:
     """(L_i, D) arrays (None -> null) -> list<list<type_>>: rows of each matrix as inner lists."""
     rows = [m if m is not None else np.zeros((0, 0)) for m in mats]
-    inner = list_array([r for m in rows for r in m], type_) if any(len(m) for m in rows) else pa.array([], pa.list_(type_))
+    inner = (
+        list_array([r for m in rows for r in m], type_) if any(len(m) for m in rows) else pa.array([], pa.list_(type_))
+    )
     offsets = np.zeros(len(rows) + 1, np.int32)
     np.cumsum([len(m) for m in rows], out=offsets[1:])
     mask = pa.array([m is None for m in mats])

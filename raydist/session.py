@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch  # noqa: F401  # import torch before ray: avoids a oneMKL load failure seen in Ray jobs
-
 import ray
+import torch  # noqa: F401  # import torch before ray: avoids a oneMKL load failure seen in Ray jobs
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:

@@ -22,8 +22,9 @@ FORMATS = {  # extension -> (soundfile format, subtype)
 }
 
 
-def write_tone(path: str, freq: float = 440.0, seconds: float = 1.0, sr: int = 16000, channels: int = 1,
-               fmt: str | None = None) -> str:
+def write_tone(
+    path: str, freq: float = 440.0, seconds: float = 1.0, sr: int = 16000, channels: int = 1, fmt: str | None = None
+) -> str:
     """Write a sine tone file (format from the extension unless `fmt` is given)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     ext = fmt or os.path.splitext(path)[1].lstrip(".").lower()
@@ -56,8 +57,12 @@ def moto_s3(bucket: str = "raydist-test") -> Iterator[dict]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": endpoint}
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -70,3 +75,31 @@ def moto_s3(bucket: str = "raydist-test") -> Iterator[dict]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def quick_checkpoint(directory: str, manifest: str, steps: int = 150, hidden: int = 32, seed: int = 0) -> str:
+    """Train a small VAE in-process (no Ray) on a corpus manifest for `steps` steps and save it:
+    a checkpoint that has learnt something, for codec and probe tests. Returns model.pt's path."""
+    import torch
+
+    from raydist.config import FeatureConfig, LossConfig, ModelConfig
+    from raydist.inputs import resolve_inputs
+    from raydist.model.checkpoint import save_checkpoint
+    from raydist.model.losses import beta_at, elbo_terms, total_loss
+    from raydist.model.vae import AudioVAE
+    from raydist.train.data import make_windows
+
+    torch.manual_seed(seed)
+    features, loss = FeatureConfig(), LossConfig(kl_warmup_steps=steps // 2)
+    uris = np.array(resolve_inputs([manifest]).table.column("uri").to_pylist(), dtype=object)
+    x = torch.from_numpy(make_windows({"uri": uris}, features.to_dict(), 2.0, 1.0, None)["logmel"])
+    model = AudioVAE(ModelConfig(hidden=hidden))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for step in range(steps):
+        batch = x[torch.randint(0, len(x), (16,))]
+        out = model(batch)
+        terms = elbo_terms(out["recon"], model.normalize(batch), out["mean"], out["logvar"], loss.free_bits)
+        opt.zero_grad()
+        total_loss(terms, {"recon": 1.0, "kl_penalty": beta_at(step, loss.beta, loss.kl_warmup_steps)}).backward()
+        opt.step()
+    return save_checkpoint(directory, model.eval(), features, loss, step=steps, epoch=1)

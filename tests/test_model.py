@@ -127,8 +127,16 @@ def test_active_dims_and_pca_components():
 
 def test_checkpoint_round_trip(tmp_path):
     m = _loaded()
-    path = save_checkpoint(str(tmp_path), m.vae, m.features, LossConfig(beta=0.2), step=17, epoch=3,
-                           optimizer=torch.optim.Adam(m.vae.parameters()), metrics={"val_loss": 1.5})
+    path = save_checkpoint(
+        str(tmp_path),
+        m.vae,
+        m.features,
+        LossConfig(beta=0.2),
+        step=17,
+        epoch=3,
+        optimizer=torch.optim.Adam(m.vae.parameters()),
+        metrics={"val_loss": 1.5},
+    )
     loaded = load_model(str(tmp_path))
     assert loaded.step == 17 and loaded.vae.cfg == m.vae.cfg and loaded.features == m.features
     x = torch.randn(1, 64, 40)

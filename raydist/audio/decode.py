@@ -35,6 +35,7 @@ class AudioInfo:
     channels: int
     frames: int  # samples per channel at the source rate
     format: str  # soundfile's container name, e.g. WAV, FLAC, OGG, MP3
+    bytes: int = -1  # size of the encoded source, -1 if unknown
 
     @property
     def duration_s(self) -> float:
@@ -71,6 +72,16 @@ def _context(orig: int, new: int) -> tuple[int, int, int]:
     return o, n, o * blocks
 
 
+def _size(f: IO[bytes]) -> int:
+    try:
+        pos = f.tell()
+        end = f.seek(0, io.SEEK_END)
+        f.seek(pos)
+        return int(end)
+    except (OSError, ValueError, AttributeError):
+        return -1
+
+
 def _mono(block: np.ndarray) -> np.ndarray:
     # (frames, channels) -> (frames,)
     return block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
@@ -97,7 +108,7 @@ def decode(
         except (sf.LibsndfileError, RuntimeError, TypeError) as e:
             raise DecodeError(f"cannot decode {name}: {e}") from e
         with snd:
-            info = AudioInfo(snd.samplerate, snd.channels, snd.frames, snd.format)
+            info = AudioInfo(snd.samplerate, snd.channels, snd.frames, snd.format, _size(f))
             return _decode_blocks(snd, info, target_rate, block_seconds, name), info
     finally:
         f.close()

@@ -11,7 +11,6 @@ from raydist.config import ModelConfig
 from raydist.model.blocks import down, res_stack, up
 from raydist.model.losses import reparameterize
 
-
 LOGVAR_BOUND = 6.0
 
 

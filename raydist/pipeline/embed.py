@@ -10,21 +10,21 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
-
 import ray
+
 from raydist.config import EmbedConfig
 from raydist.inputs import resolve_inputs
 from raydist.model.checkpoint import load_model
-from raydist.pipeline.stages import EncodeBatch, decode_batch, write_parts
+from raydist.pipeline.stages import CompressBatch, EncodeBatch, decode_batch, split_codes, split_tables, write_parts
 from raydist.pipeline.store import STAGING, RunStore
 from raydist.schema import SCHEMA_VERSION
 
 
 @dataclass
-class EmbedSummary:
+class RunSummary:
     out: str
     inputs: int = 0
     already_done: int = 0
@@ -34,19 +34,44 @@ class EmbedSummary:
     wall_s: float = 0.0
     run_id: str | None = None
     skipped_extensions: dict[str, int] = field(default_factory=dict)
+    source_bytes: int = 0  # encoded size of the inputs processed
+    pcm16_bytes: float = 0.0  # the same audio as 16-bit PCM at the source rate and channels
+    payload_bytes: int = 0  # compress: codes + scales
+    written_bytes: dict[str, int] = field(default_factory=dict)  # per table, Parquet bytes
 
     @property
     def speed(self) -> float:
-        """Audio seconds embedded per wall-clock second."""
+        """Audio seconds processed per wall-clock second."""
         return self.audio_s / self.wall_s if self.wall_s else 0.0
 
-    def line(self) -> str:
-        skipped = f", {sum(self.skipped_extensions.values())} non-audio files not listed ({self.skipped_extensions})" if self.skipped_extensions else ""
+    def line(self, verb: str = "embedded") -> str:
+        skipped = (
+            f", {sum(self.skipped_extensions.values())} non-audio files not listed ({self.skipped_extensions})"
+            if self.skipped_extensions
+            else ""
+        )
         return (
-            f"embedded {self.inputs} inputs into {self.out}: {self.ok} ok, {self.failed} failed, "
+            f"{verb} {self.inputs} inputs into {self.out}: {self.ok} ok, {self.failed} failed, "
             f"{self.already_done} already done; {self.audio_s / 3600:.3f} h of audio in {self.wall_s:.1f} s "
             f"({self.speed:.0f} audio-s/s){skipped}"
         )
+
+
+EmbedSummary = RunSummary
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a pipeline run makes: the actor stage, how results split into tables, and which
+    tables' ids count as done on a rerun."""
+
+    actor: type
+    split: Callable[[pa.Table, str], dict[str, pa.Table]]
+    done_tables: tuple[str, ...]
+
+
+EMBED = Spec(EncodeBatch, split_tables, ("clips", "errors"))
+COMPRESS = Spec(CompressBatch, split_codes, ("codes", "errors"))
 
 
 def _pool(cfg: EmbedConfig) -> tuple[int, float, float]:
@@ -65,20 +90,40 @@ def _versions() -> dict[str, str]:
 
     import raydist
 
-    return {"raydist": raydist.__version__, "ray": ray.__version__, "torch": torch.__version__,
-            "torchaudio": torchaudio.__version__, "pyarrow": pyarrow.__version__, "python": platform.python_version()}
+    return {
+        "raydist": raydist.__version__,
+        "ray": ray.__version__,
+        "torch": torch.__version__,
+        "torchaudio": torchaudio.__version__,
+        "pyarrow": pyarrow.__version__,
+        "python": platform.python_version(),
+    }
 
 
-def build_dataset(todo: pa.Table, model_uri: str, cfg: EmbedConfig, staging: str, run_id: str, sample_rate: int,
-                  metadata: dict[str, str], storage_options: dict | None) -> ray.data.Dataset:
+def build_dataset(
+    spec: Spec,
+    todo: pa.Table,
+    model_uri: str,
+    cfg: EmbedConfig,
+    staging: str,
+    run_id: str,
+    sample_rate: int,
+    metadata: dict[str, str],
+    storage_options: dict | None,
+) -> ray.data.Dataset:
     """The streaming pipeline; its rows are per-part summaries."""
     actors, cpus, gpus = _pool(cfg)
     # one block per decode batch, cut on the driver: streaming starts at once (no all-to-all)
     ds = ray.data.from_arrow([todo.slice(i, cfg.decode_batch) for i in range(0, todo.num_rows, cfg.decode_batch)])
-    ds = ds.map_batches(decode_batch, fn_args=(sample_rate, storage_options), batch_size=cfg.decode_batch,
-                        batch_format="pyarrow", num_cpus=cfg.decode_cpus)
     ds = ds.map_batches(
-        EncodeBatch,
+        decode_batch,
+        fn_args=(sample_rate, storage_options),
+        batch_size=cfg.decode_batch,
+        batch_format="pyarrow",
+        num_cpus=cfg.decode_cpus,
+    )
+    ds = ds.map_batches(
+        spec.actor,
         fn_constructor_args=(model_uri, cfg.to_dict(), storage_options, "cuda" if gpus else "cpu"),
         batch_size=cfg.batch_size,
         batch_format="pyarrow",
@@ -86,14 +131,37 @@ def build_dataset(todo: pa.Table, model_uri: str, cfg: EmbedConfig, staging: str
         num_cpus=cpus,
         num_gpus=gpus,
     )
-    return ds.map_batches(write_parts, fn_args=(staging, run_id, cfg.dtype, metadata, storage_options),
-                          batch_size=cfg.rows_per_file, batch_format="pyarrow", num_cpus=0.25)
+    return ds.map_batches(
+        write_parts,
+        fn_args=(spec.split, staging, run_id, cfg.dtype, metadata, storage_options),
+        batch_size=cfg.rows_per_file,
+        batch_format="pyarrow",
+        num_cpus=0.25,
+    )
 
 
-def embed(inputs: list[str], out: str, model_uri: str, cfg: EmbedConfig = EmbedConfig(),
-          storage_options: dict[str, Any] | None = None, progress: bool = True) -> EmbedSummary:
+def embed(
+    inputs: list[str],
+    out: str,
+    model_uri: str,
+    cfg: EmbedConfig = EmbedConfig(),
+    storage_options: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> RunSummary:
     """Embed `inputs` into `out` (Ray must be initialised). Safe to rerun: it finishes an
     interrupted commit, then processes only inputs not yet committed."""
+    return run_pipeline(EMBED, inputs, out, model_uri, cfg, storage_options, progress)
+
+
+def run_pipeline(
+    spec: Spec,
+    inputs: list[str],
+    out: str,
+    model_uri: str,
+    cfg: EmbedConfig,
+    storage_options: dict[str, Any] | None,
+    progress: bool,
+) -> RunSummary:
     start = time.time()
     so = storage_options or {}
     model = load_model(model_uri, storage_options=so)  # fail fast on a bad checkpoint
@@ -101,19 +169,30 @@ def embed(inputs: list[str], out: str, model_uri: str, cfg: EmbedConfig = EmbedC
     store = RunStore(out, so)
     store.check_writable()
     store.recover()
-    done = store.done_ids()
+    done = store.done_ids(spec.done_tables)
     table = listed.table
     todo = table.filter(pa.array([i not in done for i in table.column("id").to_pylist()])) if done else table
-    summary = EmbedSummary(out, inputs=len(listed), already_done=len(listed) - todo.num_rows,
-                           skipped_extensions=listed.skipped)
+    summary = RunSummary(
+        out, inputs=len(listed), already_done=len(listed) - todo.num_rows, skipped_extensions=listed.skipped
+    )
     if todo.num_rows == 0:
         summary.wall_s = time.time() - start
         return summary
     run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    configs = {"feature_config": model.features.to_dict(), "model_config": model.vae.cfg.to_dict(), "embed_config": cfg.to_dict()}
-    metadata = {"raydist.schema_version": SCHEMA_VERSION, "raydist.run_id": run_id, "raydist.model_sha256": model.checkpoint_id,
-                **{f"raydist.{k}": json.dumps(v) for k, v in configs.items()}}
-    ds = build_dataset(todo, model_uri, cfg, store.uri(STAGING, run_id), run_id, model.features.sample_rate, metadata, so)
+    configs = {
+        "feature_config": model.features.to_dict(),
+        "model_config": model.vae.cfg.to_dict(),
+        "embed_config": cfg.to_dict(),
+    }
+    metadata = {
+        "raydist.schema_version": SCHEMA_VERSION,
+        "raydist.run_id": run_id,
+        "raydist.model_sha256": model.checkpoint_id,
+        **{f"raydist.{k}": json.dumps(v) for k, v in configs.items()},
+    }
+    ds = build_dataset(
+        spec, todo, model_uri, cfg, store.uri(STAGING, run_id), run_id, model.features.sample_rate, metadata, so
+    )
     files: dict[str, list[str]] = {}
     seen: set[str] = set()
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -121,21 +200,41 @@ def embed(inputs: list[str], out: str, model_uri: str, cfg: EmbedConfig = EmbedC
             if row["part"] in seen:  # a retried task's summary: its file was overwritten in place
                 continue
             seen.add(row["part"])
-            for t in row["tables"]:
+            for t, size in zip(row["tables"], row["written_bytes"]):
                 files.setdefault(t, []).append(row["part"])
-            summary.ok, summary.failed, summary.audio_s = summary.ok + row["ok"], summary.failed + row["failed"], summary.audio_s + row["audio_s"]
+                summary.written_bytes[t] = summary.written_bytes.get(t, 0) + size
+            for k in ("ok", "failed", "audio_s", "source_bytes", "pcm16_bytes", "payload_bytes"):
+                setattr(summary, k, getattr(summary, k) + row[k])
             if progress:
                 el = time.time() - start
-                print(f"raydist embed: {summary.ok + summary.failed}/{todo.num_rows} inputs ({summary.failed} failed), "
-                      f"{summary.audio_s / 3600:.3f} h audio, {summary.audio_s / max(el, 1e-9):.0f} audio-s/s", file=sys.stderr)
+                print(
+                    f"raydist embed: {summary.ok + summary.failed}/{todo.num_rows} inputs ({summary.failed} failed), "
+                    f"{summary.audio_s / 3600:.3f} h audio, {summary.audio_s / max(el, 1e-9):.0f} audio-s/s",
+                    file=sys.stderr,
+                )
     if summary.ok + summary.failed != todo.num_rows:
-        raise RuntimeError(f"pipeline returned {summary.ok + summary.failed} rows for {todo.num_rows} inputs; nothing committed")
+        raise RuntimeError(
+            f"pipeline returned {summary.ok + summary.failed} rows for {todo.num_rows} inputs; nothing committed"
+        )
     summary.wall_s, summary.run_id = time.time() - start, run_id
-    store.commit({
-        "run_id": run_id, "schema_version": SCHEMA_VERSION, "files": files,
-        "model": {"uri": model_uri, "sha256": model.checkpoint_id, "step": model.step}, **configs,
-        "counts": {"inputs": todo.num_rows, "ok": summary.ok, "failed": summary.failed},
-        "audio_s": summary.audio_s, "wall_s": summary.wall_s, "versions": _versions(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-    })
+    store.commit(
+        {
+            "run_id": run_id,
+            "schema_version": SCHEMA_VERSION,
+            "files": files,
+            "model": {"uri": model_uri, "sha256": model.checkpoint_id, "step": model.step},
+            **configs,
+            "counts": {"inputs": todo.num_rows, "ok": summary.ok, "failed": summary.failed},
+            "audio_s": summary.audio_s,
+            "bytes": {
+                "source": summary.source_bytes,
+                "pcm16": summary.pcm16_bytes,
+                "payload": summary.payload_bytes,
+                "written": summary.written_bytes,
+            },
+            "wall_s": summary.wall_s,
+            "versions": _versions(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        }
+    )
     return summary

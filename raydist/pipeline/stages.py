@@ -11,17 +11,19 @@ from __future__ import annotations
 import hashlib
 import io
 import posixpath
-from typing import Any
+from typing import Any, Callable
 
 import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from raydist.audio import AudioError, decode
+from raydist.codec import quantize
 from raydist.config import EmbedConfig
 from raydist.embedding import Latents, encode_many, min_samples, scene_embedding, timestamps_s
 from raydist.model.checkpoint import LoadedModel, load_model
-from raydist.schema import CLIPS, ERRORS, SEGMENTS, frames_schema, list_array, matrix_array
+from raydist.schema import CLIPS, CODES, ERRORS, SEGMENTS, frames_schema, list_array, matrix_array
 from raydist.segmentation import segment
 
 SILENCE_BELOW_PEAK = 6.9  # nats of log-mel power (30 dB) under the clip's loudest frame
@@ -47,13 +49,14 @@ def decode_batch(batch: pa.Table, sample_rate: int, storage_options: dict | None
     n = batch.num_rows
     uris = batch.column("uri").to_pylist()
     waves: list[np.ndarray] = []
-    info = {"sample_rate": [None] * n, "channels": [None] * n, "format": [None] * n, "duration_s": [None] * n}
+    info: dict[str, list] = {k: [None] * n for k in ("sample_rate", "channels", "format", "duration_s", "source_bytes")}
     errs = _error_cols(n)
     for i, uri in enumerate(uris):
         try:
             wave, meta = decode(uri, sample_rate, storage_options=storage_options)
             info["sample_rate"][i], info["channels"][i] = meta.sample_rate, meta.channels
             info["format"][i], info["duration_s"][i] = meta.format, meta.duration_s
+            info["source_bytes"][i] = meta.bytes
         except AudioError as e:
             wave = np.zeros(0, np.float32)
             _set_error(errs, i, e, e.stage)
@@ -67,6 +70,7 @@ def decode_batch(batch: pa.Table, sample_rate: int, storage_options: dict | None
     cols["channels"] = pa.array(info["channels"], pa.int32())
     cols["format"] = pa.array(info["format"], pa.string())
     cols["duration_s"] = pa.array(info["duration_s"], pa.float64())
+    cols["source_bytes"] = pa.array(info["source_bytes"], pa.int64())
     cols.update({k: pa.array(v, pa.string()) for k, v in errs.items()})
     return pa.table(cols)
 
@@ -130,9 +134,24 @@ class EncodeBatch:
         rate = m.latent_rate
         half, gap = max(1, round(cfg.novelty_s * rate)), max(1, round(cfg.min_segment_s * rate))
         frames_type = pa.float16() if cfg.dtype == "float16" else pa.float32()
-        cols: dict[str, list] = {k: [] for k in (
-            "n_frames", "mean", "logvar", "energy", "novelty", "embedding", "energy_mean", "active_fraction",
-            "seg_start", "seg_end", "seg_score", "seg_active", "seg_embedding")}
+        cols: dict[str, list] = {
+            k: []
+            for k in (
+                "n_frames",
+                "mean",
+                "logvar",
+                "energy",
+                "novelty",
+                "embedding",
+                "energy_mean",
+                "active_fraction",
+                "seg_start",
+                "seg_end",
+                "seg_score",
+                "seg_active",
+                "seg_embedding",
+            )
+        }
         durations = batch.column("duration_s").to_pylist()
         for lat, duration in zip(results, durations):
             if lat is None:
@@ -141,7 +160,6 @@ class EncodeBatch:
                 continue
             segs, curve = segment(lat.mean, half, gap, cfg.novelty_threshold)
             active = lat.energy > max(SILENCE_FLOOR, float(lat.energy.max()) - SILENCE_BELOW_PEAK)
-            edge = lambda j: 0.0 if j == 0 else (duration if j >= len(lat.mean) else boundary_s(m, j))  # noqa: E731
             cols["n_frames"].append(len(lat.mean))
             cols["mean"].append(lat.mean)
             cols["logvar"].append(lat.logvar if cfg.keep_logvar else None)
@@ -150,12 +168,15 @@ class EncodeBatch:
             cols["embedding"].append(scene_embedding(lat.mean))
             cols["energy_mean"].append(float(lat.energy.mean()))
             cols["active_fraction"].append(float(active.mean()))
-            cols["seg_start"].append(np.array([edge(s.start) for s in segs]))
-            cols["seg_end"].append(np.array([edge(s.stop) for s in segs]))
+            cols["seg_start"].append(np.array([_edge_s(m, s.start, len(lat.mean), duration) for s in segs]))
+            cols["seg_end"].append(np.array([_edge_s(m, s.stop, len(lat.mean), duration) for s in segs]))
             cols["seg_score"].append(np.array([s.score for s in segs], np.float32))
             cols["seg_active"].append(np.array([active[s.start : s.stop].mean() for s in segs], np.float32))
             cols["seg_embedding"].append(np.stack([lat.mean[s.start : s.stop].mean(0) for s in segs]))
-        out = {k: batch.column(k) for k in ("id", "uri", "label", "split", "sample_rate", "channels", "format", "duration_s")}
+        out = {
+            k: batch.column(k)
+            for k in ("id", "uri", "label", "split", "sample_rate", "channels", "format", "duration_s", "source_bytes")
+        }
         out["start_s"] = pa.array([float(timestamps_s(m, 1)[0])] * batch.num_rows, pa.float64())
         out["frame_rate"] = pa.array([rate] * batch.num_rows, pa.float64())
         nulls = lambda k: [v if v is not None else np.zeros(0) for v in cols[k]]  # noqa: E731
@@ -174,6 +195,42 @@ class EncodeBatch:
         return pa.table(out)
 
 
+class CompressBatch(EncodeBatch):
+    """Ray Data actor: like EncodeBatch, but each clip becomes int8 codes plus what decoding needs."""
+
+    def _rows(self, batch: pa.Table, results: list[Latents | None], errs: dict[str, list]) -> pa.Table:
+        codes = [quantize(lat.mean) if lat is not None else None for lat in results]
+        lengths = pa.compute.list_value_length(batch.column("wave")).to_pylist()  # samples at the model rate
+        out = {k: batch.column(k) for k in ("id", "uri", "duration_s", "sample_rate", "channels", "source_bytes")}
+        out["num_samples"] = pa.array([n if c else None for n, c in zip(lengths, codes)], pa.int64())
+        out["n_frames"] = pa.array([c.n_frames if c else None for c in codes], pa.int32())
+        out["scale"] = pa.array([c.scale.tolist() if c else None for c in codes], pa.list_(pa.float16()))
+        out["codes"] = pa.array([c.codes if c else None for c in codes], pa.binary())
+        out.update({k: pa.array(v, pa.string()) for k, v in errs.items()})
+        return pa.table(out)
+
+
+def split_codes(batch: pa.Table, dtype: str) -> dict[str, pa.Table]:
+    """A batch of compressed rows -> the codes and errors tables."""
+    ok = pa.compute.is_null(batch.column("error_stage"))
+    return {
+        "codes": batch.filter(ok).select(CODES.names).cast(CODES),
+        "errors": _errors(batch.filter(pa.compute.invert(ok))),
+    }
+
+
+def _errors(bad: pa.Table) -> pa.Table:
+    return pa.table(
+        {
+            "id": bad.column("id"),
+            "uri": bad.column("uri"),
+            "stage": bad.column("error_stage"),
+            "error_type": bad.column("error_type"),
+            "message": bad.column("error_message"),
+        }
+    ).cast(ERRORS)
+
+
 def _mask(arr: pa.ListArray, null: pa.Array) -> pa.ListArray:
     return pa.ListArray.from_arrays(arr.offsets, arr.values, mask=null)
 
@@ -182,6 +239,11 @@ def _too_short(msg: str) -> Exception:
     from raydist.audio.errors import TooShortError
 
     return TooShortError(msg)
+
+
+def _edge_s(m: LoadedModel, j: int, n_frames: int, duration: float) -> float:
+    """Segment edge time: 0 at the start, the clip's duration at the end, else boundary_s."""
+    return 0.0 if j == 0 else duration if j >= n_frames else boundary_s(m, j)
 
 
 def boundary_s(m: LoadedModel, j: int) -> float:
@@ -197,10 +259,30 @@ def split_tables(batch: pa.Table, dtype: str) -> dict[str, pa.Table]:
     ok = pa.compute.is_null(batch.column("error_stage"))
     good, bad = batch.filter(ok), batch.filter(pa.compute.invert(ok))
     frames = good.select(frames_schema(dtype).names)
-    seg_counts = pa.compute.list_value_length(good.column("seg_start")).to_numpy(zero_copy_only=False) if good.num_rows else np.zeros(0, int)
+    seg_counts = (
+        pa.compute.list_value_length(good.column("seg_start")).to_numpy(zero_copy_only=False)
+        if good.num_rows
+        else np.zeros(0, int)
+    )
     clips = pa.table(
         {
-            **{k: good.column(k) for k in ("id", "uri", "label", "split", "duration_s", "sample_rate", "channels", "format", "n_frames", "embedding", "energy_mean", "active_fraction")},
+            **{
+                k: good.column(k)
+                for k in (
+                    "id",
+                    "uri",
+                    "label",
+                    "split",
+                    "duration_s",
+                    "sample_rate",
+                    "channels",
+                    "format",
+                    "n_frames",
+                    "embedding",
+                    "energy_mean",
+                    "active_fraction",
+                )
+            },
             "n_segments": pa.array(seg_counts, pa.int32()),
         }
     )
@@ -217,15 +299,11 @@ def split_tables(batch: pa.Table, dtype: str) -> dict[str, pa.Table]:
             "embedding": pa.compute.list_flatten(good.column("seg_embedding")),
         }
     )
-    errors = pa.table({
-        "id": bad.column("id"), "uri": bad.column("uri"), "stage": bad.column("error_stage"),
-        "error_type": bad.column("error_type"), "message": bad.column("error_message"),
-    })
     return {
         "frames": frames.cast(frames_schema(dtype)),
         "clips": clips.cast(CLIPS),
         "segments": segments.cast(SEGMENTS),
-        "errors": errors.cast(ERRORS),
+        "errors": _errors(bad),
     }
 
 
@@ -236,29 +314,59 @@ def part_name(run_id: str, ids: list[str]) -> str:
 
 
 def write_parts(
-    batch: pa.Table, staging: str, run_id: str, dtype: str, metadata: dict[str, str], storage_options: dict | None = None
+    batch: pa.Table,
+    split: Callable[[pa.Table, str], dict[str, pa.Table]],
+    staging: str,
+    run_id: str,
+    dtype: str,
+    metadata: dict[str, str],
+    storage_options: dict | None = None,
 ) -> pa.Table:
     """Write one Parquet part per non-empty table under `staging`/<table>/; return a summary row."""
-    tables = split_tables(batch, dtype)
+    tables = split(batch, dtype)
     ids = batch.column("id").to_pylist()
     name = part_name(run_id, ids)
-    written = []
+    written, sizes = [], []
     for table_name, table in tables.items():
         if table.num_rows == 0:
             continue
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}, b"raydist.table": table_name.encode()})
+        table = table.replace_schema_metadata(
+            {
+                **(table.schema.metadata or {}),
+                **{k.encode(): v.encode() for k, v in metadata.items()},
+                b"raydist.table": table_name.encode(),
+            }
+        )
         buf = io.BytesIO()
         pq.write_table(table, buf, row_group_size=1000 if table_name == "frames" else 100_000, compression="zstd")
         with fsspec.open(posixpath.join(staging, table_name, name), "wb", **(storage_options or {})) as f:
             f.write(buf.getvalue())
         written.append(table_name)
-    clips = tables["clips"]
-    return pa.table({
-        "part": [name],
-        "tables": [written],
-        "ok": [clips.num_rows],
-        "failed": [tables["errors"].num_rows],
-        "audio_s": [float(pa.compute.sum(clips.column("duration_s")).as_py() or 0.0)],
-        "ids": [ids],
-    })
-
+        sizes.append(buf.getbuffer().nbytes)
+    good = batch.filter(pa.compute.is_null(batch.column("error_stage")))
+    pcm16 = pa.compute.multiply(
+        pa.compute.multiply(good.column("duration_s"), good.column("sample_rate").cast(pa.float64())),
+        good.column("channels").cast(pa.float64()),
+    )
+    payload = (
+        sum(
+            len(c) + 2 * len(s)
+            for c, s in zip(tables["codes"].column("codes").to_pylist(), tables["codes"].column("scale").to_pylist())
+        )
+        if "codes" in tables
+        else 0
+    )
+    return pa.table(
+        {
+            "part": [name],
+            "tables": [written],
+            "written_bytes": [sizes],
+            "ok": [good.num_rows],
+            "failed": [tables["errors"].num_rows],
+            "audio_s": [float(pa.compute.sum(good.column("duration_s")).as_py() or 0.0)],
+            "source_bytes": [int(pa.compute.sum(good.column("source_bytes")).as_py() or 0)],
+            "pcm16_bytes": [2.0 * float(pa.compute.sum(pcm16).as_py() or 0.0)],
+            "payload_bytes": [payload],
+            "ids": [ids],
+        }
+    )

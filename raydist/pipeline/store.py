@@ -71,7 +71,9 @@ class RunStore:
         if self.fs.exists(self.path(STAGING)):
             for d in self.fs.ls(self.path(STAGING), detail=False):
                 run_id = posixpath.basename(d.rstrip("/"))
-                print(f"raydist: removing staging of {'committed' if run_id in committed else 'uncommitted'} run {run_id}")
+                print(
+                    f"raydist: removing staging of {'committed' if run_id in committed else 'uncommitted'} run {run_id}"
+                )
                 self.fs.rm(d, recursive=True)
             self._drop_empty_staging()
 
@@ -87,10 +89,10 @@ class RunStore:
     def committed_files(self, table: str) -> list[str]:
         return [self.path(table, name) for m in self.manifests() for name in m["files"].get(table, [])]
 
-    def done_ids(self) -> set[str]:
-        """Ids already committed, as a clip or as an error."""
+    def done_ids(self, tables: tuple[str, ...] = ("clips", "errors")) -> set[str]:
+        """Ids already committed in any of `tables` (a result or an error)."""
         ids: set[str] = set()
-        for table in ("clips", "errors"):
+        for table in tables:
             for p in self.committed_files(table):
                 with self.fs.open(p, "rb") as f:
                     ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import ray
 import torch
 
-import ray
 from raydist.audio import AudioError, LogMel, decode
 from raydist.config import FeatureConfig
 

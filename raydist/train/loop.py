@@ -7,11 +7,11 @@ import os
 import tempfile
 from typing import Any
 
+import ray.train
+import ray.train.torch
 import torch
 import torch.distributed as dist
 
-import ray.train
-import ray.train.torch
 from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
 from raydist.model.checkpoint import read_checkpoint, save_checkpoint
 from raydist.model.losses import beta_at, elbo_terms, kl_per_dim, total_loss
@@ -63,7 +63,9 @@ def validate(model: AudioVAE, shard, loss: LossConfig, device, batch_size: int) 
     return metrics
 
 
-def _report(metrics: dict[str, float], model: AudioVAE, opt, cfg: dict[str, Any], step: int, epoch: int, history) -> None:
+def _report(
+    metrics: dict[str, float], model: AudioVAE, opt, cfg: dict[str, Any], step: int, epoch: int, history
+) -> None:
     """Every rank reports; rank 0 attaches the checkpoint."""
     if ray.train.get_context().get_world_rank() != 0:
         ray.train.report(metrics)
@@ -112,15 +114,21 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     while epoch < tc.epochs:
         sums = torch.zeros(4, dtype=torch.float64)  # loss, recon, kl, batches
         for i, batch in enumerate(
-            train_shard.iter_torch_batches(batch_size=tc.batch_size, local_shuffle_buffer_size=tc.shuffle_buffer, device=device)
+            train_shard.iter_torch_batches(
+                batch_size=tc.batch_size, local_shuffle_buffer_size=tc.shuffle_buffer, device=device
+            )
         ):
             if i < epoch_step:  # resumed mid-epoch: these batches were already taken
                 continue
             x = batch["logmel"]  # (B, n_mels, frames)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = ddp(x)
-            terms = elbo_terms(out["recon"].float(), model.normalize(x), out["mean"].float(), out["logvar"].float(), loss_cfg.free_bits)
-            loss = total_loss(terms, {"recon": 1.0, "kl_penalty": beta_at(step, loss_cfg.beta, loss_cfg.kl_warmup_steps)})
+            terms = elbo_terms(
+                out["recon"].float(), model.normalize(x), out["mean"].float(), out["logvar"].float(), loss_cfg.free_bits
+            )
+            loss = total_loss(
+                terms, {"recon": 1.0, "kl_penalty": beta_at(step, loss_cfg.beta, loss_cfg.kl_warmup_steps)}
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -131,8 +139,14 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                 _report({"step": step, "epoch": epoch, "epoch_step": epoch_step}, model, opt, cfg, step, epoch, history)
         epoch, epoch_step = epoch + 1, 0
         n = max(1.0, sums[3].item())
-        metrics = {"step": step, "epoch": epoch, "epoch_step": 0, "loss": sums[0].item() / n,
-                   "recon": sums[1].item() / n, "kl": sums[2].item() / n}
+        metrics = {
+            "step": step,
+            "epoch": epoch,
+            "epoch_step": 0,
+            "loss": sums[0].item() / n,
+            "recon": sums[1].item() / n,
+            "kl": sums[2].item() / n,
+        }
         metrics.update(validate(model, val_shard, loss_cfg, device, tc.batch_size))
         history.append(metrics)
         if rank0:

@@ -14,10 +14,10 @@ from typing import Any
 
 import fsspec
 import pyarrow.fs as pafs
-
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
+
 from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
 from raydist.inputs import resolve_inputs
 from raydist.session import cluster_has_gpus
@@ -87,7 +87,9 @@ def train(
     table = resolve_inputs(inputs, so).table
     train_table, val_table = split_inputs(table, train_cfg.val_fraction)
     if train_table.num_rows == 0 or val_table.num_rows == 0:
-        raise TrainError(f"need clips for both training and validation; got {train_table.num_rows} and {val_table.num_rows}")
+        raise TrainError(
+            f"need clips for both training and validation; got {train_table.num_rows} and {val_table.num_rows}"
+        )
     print(f"raydist: {train_table.num_rows} training and {val_table.num_rows} validation clips")
     datasets = {
         name: windows_dataset(t, features, train_cfg.window_s, train_cfg.window_hop_s, so).materialize()
@@ -95,7 +97,12 @@ def train(
     }
     use_gpu = train_cfg.use_gpu == "yes" or (train_cfg.use_gpu == "auto" and cluster_has_gpus())
     storage_path, storage_fs = _storage(out, so)
-    loop_cfg = {"train": train_cfg.to_dict(), "model": model_cfg.to_dict(), "features": features.to_dict(), "loss": loss_cfg.to_dict()}
+    loop_cfg = {
+        "train": train_cfg.to_dict(),
+        "model": model_cfg.to_dict(),
+        "features": features.to_dict(),
+        "loss": loss_cfg.to_dict(),
+    }
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_cfg,

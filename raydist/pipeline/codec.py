@@ -1,0 +1,184 @@
+"""`raydist compress` / `raydist decompress` on Ray Data.
+
+compress:   the embedding pipeline with a CompressBatch actor: codes/ + errors/, exactly once.
+decompress: codes/ -> decoder -> log-mel -> InverseMelScale + GriffinLim -> one file per clip at
+            its original rate and duration, on an actor pool. Refuses a different checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import ray
+import soundfile as sf
+
+from raydist.audio.decode import resample
+from raydist.codec import dequantize, latents_to_audio
+from raydist.config import EmbedConfig
+from raydist.inputs import AUDIO_EXTENSIONS
+from raydist.model.checkpoint import load_model
+from raydist.pipeline.embed import COMPRESS, RunSummary, _pool, run_pipeline
+from raydist.pipeline.store import RunStore, read_table
+
+FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
+
+
+class CodecError(ValueError):
+    pass
+
+
+def compress(
+    inputs: list[str],
+    out: str,
+    model_uri: str,
+    cfg: EmbedConfig = EmbedConfig(),
+    storage_options: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Compress `inputs` into quantised latents under `out`/codes (Ray must be initialised)."""
+    return run_pipeline(COMPRESS, inputs, out, model_uri, cfg, storage_options, progress)
+
+
+def codec_report(out: str, storage_options: dict[str, Any] | None = None) -> dict[str, float]:
+    """Bitrates and compression ratios of a compressed set, from the bytes on disk."""
+    store = RunStore(out, storage_options)
+    codes = read_table(out, "codes", storage_options)
+    if codes.num_rows == 0:
+        raise CodecError(f"{out} holds no compressed clips")
+    seconds = float(pa.compute.sum(codes.column("duration_s")).as_py())
+    payload = sum(len(c) for c in codes.column("codes").to_pylist()) + 2 * sum(
+        len(s) for s in codes.column("scale").to_pylist()
+    )
+    files = sum(store.fs.size(p) for p in store.committed_files("codes"))
+    source = int(pa.compute.sum(codes.column("source_bytes")).as_py())
+    pcm16 = 2 * sum(
+        d * r * c for d, r, c in zip(*(codes.column(k).to_pylist() for k in ("duration_s", "sample_rate", "channels")))
+    )
+    return {
+        "clips": codes.num_rows,
+        "audio_s": seconds,
+        "payload_bytes": payload,
+        "file_bytes": files,
+        "payload_kbps": payload * 8 / seconds / 1000,
+        "file_kbps": files * 8 / seconds / 1000,
+        "ratio_vs_source": source / files,
+        "ratio_vs_pcm16": pcm16 / files,
+    }
+
+
+def safe_relpath(clip_id: str, ext: str) -> str:
+    """An output path for an id that cannot leave the output root: no absolute paths, no '..'."""
+    parts = [p for p in clip_id.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    stem = "/".join(parts) or "clip"
+    root, old = posixpath.splitext(stem)
+    return f"{root if old.lower() in AUDIO_EXTENSIONS else stem}.{ext}"
+
+
+class DecodeAudio:
+    """Ray Data actor: codes rows -> audio files; returns id, path, seconds, error."""
+
+    def __init__(self, model_uri: str, out: str, fmt: str, storage_options: dict | None = None):
+        self.m = load_model(model_uri, storage_options=storage_options)
+        self.out, self.fmt, self.so = out.rstrip("/"), fmt, storage_options or {}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        paths, errors = [], []
+        for row in batch.to_pylist():
+            try:
+                paths.append(self._one(row))
+                errors.append(None)
+            except Exception as e:  # one bad row must not stop the others
+                paths.append(None)
+                errors.append(f"{type(e).__name__}: {e}")
+        return pa.table(
+            {
+                "id": batch.column("id"),
+                "path": pa.array(paths, pa.string()),
+                "seconds": batch.column("duration_s"),
+                "error": pa.array(errors, pa.string()),
+            }
+        )
+
+    def _one(self, row: dict) -> str:
+        mean = dequantize(row["codes"], np.asarray(row["scale"], np.float32), row["n_frames"])
+        wave = latents_to_audio(self.m, mean, row["num_samples"])
+        wave = resample(wave, self.m.features.sample_rate, row["sample_rate"])
+        n = round(row["duration_s"] * row["sample_rate"])
+        wave = np.pad(wave, (0, max(0, n - len(wave))))[:n]
+        buf = io.BytesIO()
+        sf.write(buf, wave, row["sample_rate"], format=FORMATS[self.fmt][0], subtype=FORMATS[self.fmt][1])
+        path = f"{self.out}/{safe_relpath(row['id'], self.fmt)}"
+        fs, p = fsspec.core.url_to_fs(path, **self.so)
+        fs.makedirs(posixpath.dirname(p), exist_ok=True)
+        with fs.open(p, "wb") as f:
+            f.write(buf.getvalue())
+        return path
+
+
+@dataclass
+class DecompressSummary:
+    out: str
+    ok: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+
+    def line(self) -> str:
+        return (
+            f"decompressed {self.ok} clips ({self.audio_s / 3600:.3f} h) into {self.out} in {self.wall_s:.1f} s"
+            f"; {len(self.failed)} failed" + "".join(f"\n  {i}: {e}" for i, e in self.failed[:10])
+        )
+
+
+def decompress(
+    compressed: str,
+    model_uri: str,
+    out: str,
+    fmt: str = "wav",
+    cfg: EmbedConfig = EmbedConfig(),
+    storage_options: dict[str, Any] | None = None,
+) -> DecompressSummary:
+    """Decode every clip of a compressed set to an audio file under `out` (Ray must be initialised)."""
+    if fmt not in FORMATS:
+        raise CodecError(f"format must be one of {sorted(FORMATS)}, got {fmt!r}")
+    start = time.time()
+    so = storage_options or {}
+    model = load_model(model_uri, storage_options=so)
+    for m in RunStore(compressed, so).manifests():
+        if m["model"]["sha256"] != model.checkpoint_id:
+            raise CodecError(
+                f"{compressed} was compressed with checkpoint {m['model']['sha256'][:12]} ({m['model']['uri']}); "
+                f"{model_uri} is {model.checkpoint_id[:12]}: decode with the checkpoint that compressed it"
+            )
+    codes = read_table(compressed, "codes", so)
+    summary = DecompressSummary(out)
+    if codes.num_rows == 0:
+        raise CodecError(f"{compressed} holds no compressed clips")
+    actors, cpus, _ = _pool(cfg)
+    step = 8
+    ds = ray.data.from_arrow([codes.slice(i, step) for i in range(0, codes.num_rows, step)])
+    ds = ds.map_batches(
+        DecodeAudio,
+        fn_constructor_args=(model_uri, out, fmt, so),
+        batch_size=step,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=cpus,
+    )
+    for row in ds.iter_rows():
+        if row["error"] is None:
+            summary.ok, summary.audio_s = summary.ok + 1, summary.audio_s + row["seconds"]
+        else:
+            summary.failed.append((row["id"], row["error"]))
+    summary.wall_s = time.time() - start
+    return summary
+
+
+__all__ = ["CodecError", "codec_report", "compress", "decompress", "safe_relpath"]
