@@ -56,7 +56,11 @@ def raydist_row(manifest: str, model: str, tmp: str) -> dict:
     compress([manifest], codes, model, progress=False)
     decompress(codes, model, decoded)
     report = codec_report(codes)
-    return {"codec": "raydist int8 latents", "kbps": report["file_kbps"], **evaluate_pairs([manifest], [decoded])["mean"]}
+    return {
+        "codec": "raydist int8 latents",
+        "kbps": report["file_kbps"],
+        **evaluate_pairs([manifest], [decoded])["mean"],
+    }
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ def train(
     cpus_per_worker: float = typer.Option(TrainConfig.cpus_per_worker, help="CPUs each worker reserves."),
     checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, help="Steps between checkpoints."),
     max_failures: int = typer.Option(TrainConfig.max_failures, help="Worker-group restarts allowed."),
+    placement: str = typer.Option(TrainConfig.placement, help="PACK | SPREAD: spread puts workers on different nodes."),
     latent_dim: int = typer.Option(ModelConfig.latent_dim, help="Latent channels per latent frame."),
     beta: float = typer.Option(LossConfig.beta, help="KL weight after warm-up."),
     free_bits: float = typer.Option(LossConfig.free_bits, help="Free nats per latent dim and frame."),
@@ -241,6 +242,63 @@ def evaluate_codec(
         with open(json_out, "w") as f:
             json.dump(report, f, indent=2)
         typer.echo(f"raydist: report written to {json_out}")
+
+
+jobs_app = typer.Typer(help="Inspect and stop submitted jobs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+JOB_ADDRESS_HELP = "Job server of the cluster, e.g. http://127.0.0.1:8265 (through `ray dashboard cluster.yaml`)."
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def submit(
+    ctx: typer.Context,
+    job: str = typer.Argument(..., help="train | embed | compress"),
+    address: str = typer.Option(..., help=JOB_ADDRESS_HELP),
+    wait: bool = typer.Option(False, help="Wait for the job to end and print its logs."),
+    env: List[str] = typer.Option([], help="Environment variable to pass to the job, by name (repeatable)."),
+    python: str = typer.Option("python", help="Interpreter on the cluster that runs the job."),
+) -> None:
+    """Submit a job to a cluster: raydist submit embed --address URL -- s3://b/corpus --model ... --out ..."""
+    from raydist import submit as sub
+
+    missing = [name for name in env if name not in os.environ]
+    if missing:
+        _fail(f"--env names variables that are not set here: {missing}")
+    try:
+        job_id = sub.submit(job, address, list(ctx.args), {n: os.environ[n] for n in env}, python)
+    except sub.SubmitError as e:
+        _fail(str(e))
+    typer.echo(job_id)
+    if wait:
+        final = sub.wait(address, job_id)
+        typer.echo(sub.logs(address, job_id))
+        typer.echo(f"raydist: job {job_id} {final}")
+        if final != "SUCCEEDED":
+            raise typer.Exit(1)
+
+
+@jobs_app.command("status")
+def jobs_status(job_id: str, address: str = typer.Option(..., help=JOB_ADDRESS_HELP)) -> None:
+    """Print a job's status."""
+    from raydist import submit as sub
+
+    typer.echo(sub.status(address, job_id))
+
+
+@jobs_app.command("logs")
+def jobs_logs(job_id: str, address: str = typer.Option(..., help=JOB_ADDRESS_HELP)) -> None:
+    """Print a job's logs."""
+    from raydist import submit as sub
+
+    typer.echo(sub.logs(address, job_id))
+
+
+@jobs_app.command("stop")
+def jobs_stop(job_id: str, address: str = typer.Option(..., help=JOB_ADDRESS_HELP)) -> None:
+    """Stop a running job."""
+    from raydist import submit as sub
+
+    typer.echo("stopped" if sub.stop(address, job_id) else "not running")
 
 
 @app.command()

@@ -131,8 +131,11 @@ class TrainConfig:
     max_failures: int = 2  # worker-group restarts Ray Train attempts from the last checkpoint
     shuffle_buffer: int = 256  # local shuffle buffer, in windows
     seed: int = 0  # model initialisation seed
+    placement: str = "PACK"  # PACK | SPREAD: SPREAD puts workers on different nodes
 
     def __post_init__(self) -> None:
+        if self.placement not in ("PACK", "SPREAD"):
+            raise ValueError(f"placement must be PACK or SPREAD, got {self.placement!r}")
         if self.use_gpu not in ("auto", "yes", "no"):
             raise ValueError(f"use_gpu must be auto, yes or no, got {self.use_gpu!r}")
         if self.workers < 1 or self.epochs < 1 or self.batch_size < 1:

@@ -10,10 +10,12 @@ import torch  # noqa: F401  # import torch before ray: avoids a oneMKL load fail
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start (or join) Ray once per process. address None: a local Ray on this machine."""
+    """Start (or join) Ray once per process. address None: the cluster of the Ray job this runs in
+    (RAY_ADDRESS), else a new local Ray on this machine."""
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"log_to_driver": True, "include_dashboard": False}
+    address = address or os.environ.get("RAY_ADDRESS")  # inside a Ray job: join its cluster
     if address:
         kwargs = {"address": address}
         os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray 2.60 clusters want the auth token

@@ -103,3 +103,94 @@ def quick_checkpoint(directory: str, manifest: str, steps: int = 150, hidden: in
         total_loss(terms, {"recon": 1.0, "kl_penalty": beta_at(step, loss.beta, loss.kl_warmup_steps)}).backward()
         opt.step()
     return save_checkpoint(directory, model.eval(), features, loss, step=steps, epoch=1)
+
+
+@contextmanager
+def local_cluster(worker_nodes: int = 2, timeout_s: float = 120) -> Iterator[dict]:
+    """A real multi-node Ray cluster on this machine: `ray start --head` (no CPUs, job server on)
+    plus `worker_nodes` x `ray start --address` with 1 CPU each, all under a private temp dir.
+    Yields {"gcs": address, "dashboard": job server URL}. Teardown kills only the processes whose
+    command line names that temp dir (`ray stop` would kill every Ray on the machine)."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    tmp = tempfile.mkdtemp(prefix="rdc")  # short: Ray's socket paths must stay under 107 bytes
+    port, dashboard = free_port(), free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    common = ["--disable-usage-stats", f"--dashboard-agent-listen-port={free_port()}"]
+    try:
+        subprocess.run(
+            [
+                ray_bin,
+                "start",
+                "--head",
+                f"--port={port}",
+                f"--temp-dir={tmp}",
+                "--num-cpus=0",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dashboard}",
+                *common,
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+        for _ in range(worker_nodes):
+            subprocess.run(
+                [
+                    ray_bin,
+                    "start",
+                    f"--address=127.0.0.1:{port}",
+                    "--num-cpus=1",
+                    "--disable-usage-stats",
+                    f"--dashboard-agent-listen-port={free_port()}",
+                ],
+                check=True,
+                env=env,
+                capture_output=True,
+            )
+        url = f"http://127.0.0.1:{dashboard}"
+        _wait_job_server(url, time.time() + timeout_s)
+        yield {"gcs": f"127.0.0.1:{port}", "dashboard": url}
+    finally:
+        _kill_matching(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _kill_matching(marker: str) -> None:
+    """SIGKILL every process whose command line contains `marker`."""
+    import signal
+
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _wait_job_server(url: str, deadline: float) -> None:
+    import time
+
+    from raydist.submit import client
+
+    while True:
+        try:
+            client(url)  # checks the server's version, with the auth token
+            return
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)

@@ -7,6 +7,7 @@ import os
 import tempfile
 from typing import Any
 
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -87,7 +88,9 @@ def _report(
 
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     tc, loss_cfg = TrainConfig.from_dict(cfg["train"]), LossConfig.from_dict(cfg["loss"])
-    rank0 = ray.train.get_context().get_world_rank() == 0
+    rank = ray.train.get_context().get_world_rank()
+    rank0 = rank == 0
+    print(f"raydist: worker {rank} on node {ray.get_runtime_context().get_node_id()}")
     torch.manual_seed(tc.seed)
     model = AudioVAE(ModelConfig.from_dict(cfg["model"]))
     state = _restore(model)

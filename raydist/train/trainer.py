@@ -110,6 +110,7 @@ def train(
             num_workers=train_cfg.workers,
             use_gpu=use_gpu,
             resources_per_worker={"CPU": train_cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+            placement_strategy=train_cfg.placement,
         ),
         run_config=RunConfig(
             name=RUN_NAME,

@@ -1,0 +1,12 @@
+"""Ray Job entrypoint for compression; the same options as `raydist compress`.
+
+    ray job submit --address http://HEAD:8265 --working-dir . -- \
+        python jobs/compress.py s3://bucket/corpus --model s3://bucket/runs/a/model.pt --out s3://bucket/codes --address auto
+"""
+
+import sys
+
+from raydist.cli import app
+
+if __name__ == "__main__":
+    app(args=["compress", *sys.argv[1:]])

@@ -1,0 +1,102 @@
+"""Clusters: cluster.yaml against Ray's schema, and a real multi-node Ray cluster on this machine
+(head + 2 nodes) running submitted train (SPREAD, checkpoints on S3, resume) and embed jobs that
+read and write S3 (moto's server on 127.0.0.1). No node reads another node's disk."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import pytest
+import yaml
+
+from raydist import submit as sub
+from raydist.corpus import write_corpus
+from raydist.model.checkpoint import read_checkpoint
+from raydist.pipeline.store import read_table
+from raydist.testing import local_cluster
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_cluster_yaml_passes_rays_schema_validation():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load(open(os.path.join(ROOT, "cluster.yaml")))
+    validate_config(prepare_config(raw))
+    types = raw["available_node_types"]
+    assert types[raw["head_node_type"]]["resources"] == {"CPU": 0}  # the head runs no heavy work
+    assert types["gpu_worker"]["min_workers"] == 0 and types["gpu_worker"]["resources"]["GPU"] == 1
+    assert all("IamInstanceProfile" in t["node_config"] for t in types.values())
+    assert any("pip install" in c and "raydist" in c for c in raw["setup_commands"])
+    assert "SecurityGroupIds" not in str(raw) and "8265" not in str(
+        {k: v for k, v in raw.items() if k != "file_mounts"}
+    )
+
+
+def test_cluster_yaml_errors_are_caught():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load(open(os.path.join(ROOT, "cluster.yaml")))
+    raw["available_node_types"]["gpu_worker"]["min_workers"] = "zero"
+    with pytest.raises(Exception, match="is not of type 'integer'"):
+        validate_config(prepare_config(raw))
+
+
+def _run(address: str, job: str, args: list[str]) -> str:
+    env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    job_id = sub.submit(job, address, args, env=env, python=sys.executable)
+    status = sub.wait(address, job_id, timeout_s=600)
+    logs = sub.logs(address, job_id)
+    assert status == "SUCCEEDED", logs[-3000:]
+    return logs
+
+
+@pytest.mark.slow
+def test_multi_node_train_resume_and_embed_on_s3(s3, tmp_path):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(key=s3["key"], secret=s3["secret"], endpoint_url=s3["endpoint_url"])
+    local = write_corpus(str(tmp_path / "corpus"), n_clips=30, seed=5)
+    fs.put(str(tmp_path / "corpus"), "raydist-test/mn/corpus", recursive=True)
+    assert fs.exists("raydist-test/mn/corpus/manifest.csv") and os.path.exists(local)
+    endpoint = ["--endpoint-url", s3["endpoint_url"]]
+    run_out = "s3://raydist-test/mn/run"
+
+    def train(epochs: int, *extra: str) -> list[str]:
+        return [
+            "s3://raydist-test/mn/corpus/manifest.csv",
+            "--out",
+            run_out,
+            "--workers",
+            "2",
+            "--epochs",
+            str(epochs),
+            "--placement",
+            "SPREAD",
+            "--batch-size",
+            "16",
+            *endpoint,
+            *extra,
+        ]
+
+    with local_cluster(worker_nodes=2) as cluster:
+        logs = _run(cluster["dashboard"], "train", train(2))
+        nodes = set(re.findall(r"raydist: worker \d on node (\w+)", logs))
+        assert len(nodes) == 2, logs[-2000:]  # SPREAD: one worker on each node
+        state, _ = read_checkpoint(f"{run_out}/model.pt", storage_options=s3)
+        assert state["epoch"] == 2 and fs.exists("raydist-test/mn/run/run")  # Ray Train's checkpoints on S3
+
+        _run(cluster["dashboard"], "train", train(3, "--resume"))
+        resumed, _ = read_checkpoint(f"{run_out}/model.pt", storage_options=s3)
+        assert resumed["epoch"] == 3 and resumed["step"] == state["step"] * 3 // 2
+
+        emb = "s3://raydist-test/mn/emb"
+        _run(
+            cluster["dashboard"],
+            "embed",
+            ["s3://raydist-test/mn/corpus/audio", "--model", f"{run_out}/model.pt", "--out", emb, *endpoint],
+        )
+    clips = read_table(emb, "clips", storage_options=s3)
+    assert clips.num_rows == 30 and all(u.startswith("s3://") for u in clips.column("uri").to_pylist())
