@@ -37,6 +37,7 @@ def train(
     lr: float = typer.Option(TrainConfig.lr, help="Adam learning rate."),
     use_gpu: str = typer.Option(TrainConfig.use_gpu, help="auto | yes | no."),
     cpus_per_worker: float = typer.Option(TrainConfig.cpus_per_worker, help="CPUs each worker reserves."),
+    gpus_per_worker: float = typer.Option(TrainConfig.gpus_per_worker, help="GPUs each worker reserves (with GPUs)."),
     checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, help="Steps between checkpoints."),
     max_failures: int = typer.Option(TrainConfig.max_failures, help="Worker-group restarts allowed."),
     placement: str = typer.Option(TrainConfig.placement, help="PACK | SPREAD: spread puts workers on different nodes."),
@@ -55,8 +56,10 @@ def train(
             lr=lr,
             use_gpu=use_gpu,
             cpus_per_worker=cpus_per_worker,
+            gpus_per_worker=gpus_per_worker,
             checkpoint_every=checkpoint_every,
             max_failures=max_failures,
+            placement=placement,
         )
         model_cfg = ModelConfig(latent_dim=latent_dim)
         loss_cfg = LossConfig(beta=beta, free_bits=free_bits)
@@ -132,6 +135,7 @@ def compress(
     batch_size: int = typer.Option(EmbedConfig.batch_size, help="Clips per encoder call."),
     actors: int = typer.Option(EmbedConfig.actors, help="Encoder actors (0: one per GPU, else one per CPU)."),
     cpus_per_actor: float = typer.Option(EmbedConfig.cpus_per_actor, help="CPUs per encoder actor."),
+    gpus_per_actor: float = typer.Option(EmbedConfig.gpus_per_actor, help="GPUs per encoder actor (0: auto)."),
     address: Optional[str] = typer.Option(None, help=ADDRESS_HELP),
     endpoint_url: Optional[str] = typer.Option(None, help=ENDPOINT_HELP),
 ) -> None:
@@ -148,7 +152,13 @@ def compress(
     init_ray(address)
     try:
         summary = run_compress(
-            inputs, out, model, EmbedConfig(batch_size=batch_size, actors=actors, cpus_per_actor=cpus_per_actor), so
+            inputs,
+            out,
+            model,
+            EmbedConfig(
+                batch_size=batch_size, actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor
+            ),
+            so,
         )
     except (InputError, CheckpointError, StoreError) as e:
         _fail(str(e))
@@ -167,6 +177,8 @@ def decompress(
     model: str = typer.Option(..., "--model", help="The checkpoint that compressed it."),
     out: str = typer.Option(..., "--out", help="Directory or s3:// URI for one audio file per clip."),
     format: str = typer.Option("wav", help="wav | flac."),
+    actors: int = typer.Option(EmbedConfig.actors, help="Decoder actors (0: one per CPU)."),
+    cpus_per_actor: float = typer.Option(EmbedConfig.cpus_per_actor, help="CPUs per decoder actor."),
     address: Optional[str] = typer.Option(None, help=ADDRESS_HELP),
     endpoint_url: Optional[str] = typer.Option(None, help=ENDPOINT_HELP),
 ) -> None:
@@ -180,7 +192,8 @@ def decompress(
 
     init_ray(address)
     try:
-        summary = run_decompress(compressed, model, out, format, storage_options=storage_options_for(endpoint_url))
+        cfg = EmbedConfig(actors=actors, cpus_per_actor=cpus_per_actor)
+        summary = run_decompress(compressed, model, out, format, cfg, storage_options_for(endpoint_url))
     except (CodecError, CheckpointError) as e:
         _fail(str(e))
     typer.echo(f"raydist: {summary.line()}")

@@ -120,6 +120,7 @@ class TrainConfig:
     workers: int = 2  # Ray Train workers (DDP ranks)
     use_gpu: str = "auto"  # auto | yes | no: auto uses GPUs when the cluster has them
     cpus_per_worker: float = 1.0  # CPUs each training worker reserves
+    gpus_per_worker: float = 1.0  # GPUs each training worker reserves when GPUs are used
     epochs: int = 20  # passes over the training windows
     batch_size: int = 32  # windows per worker per step
     lr: float = 1e-3  # Adam learning rate

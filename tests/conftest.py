@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
+# One auth mode for every Ray this test session starts or joins (the local session, the multi-node
+# cluster, job clients, subprocesses): Ray reads it once per process, before any of them exists.
+os.environ["RAY_AUTH_MODE"] = "token"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from raydist.config import FeatureConfig, LossConfig, ModelConfig
 from raydist.model.checkpoint import save_checkpoint

@@ -32,3 +32,51 @@ def test_bad_option_value_is_named(tmp_path):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "raydist.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "embed" in out.stdout
+
+
+def test_train_options_reach_the_config(tmp_path, monkeypatch):
+    """Every train option maps onto its TrainConfig field (caught: --placement was once dropped)."""
+    import raydist.session
+    import raydist.train.trainer as trainer
+
+    seen = {}
+
+    def fake_train(inputs, out, cfg, model_cfg, features, loss_cfg, resume, storage_options):
+        seen.update(cfg=cfg, model=model_cfg, loss=loss_cfg, resume=resume)
+        raise trainer.TrainError("stop here")
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    monkeypatch.setattr(raydist.session, "init_ray", lambda address=None, num_cpus=None: None)
+    args = [
+        "train",
+        str(tmp_path),
+        "--out",
+        "o",
+        "--workers",
+        "3",
+        "--epochs",
+        "7",
+        "--placement",
+        "SPREAD",
+        "--gpus-per-worker",
+        "0.5",
+        "--cpus-per-worker",
+        "2",
+        "--batch-size",
+        "8",
+        "--latent-dim",
+        "16",
+        "--resume",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "stop here" in result.output
+    cfg = seen["cfg"]
+    assert (cfg.workers, cfg.epochs, cfg.placement, cfg.gpus_per_worker, cfg.cpus_per_worker, cfg.batch_size) == (
+        3,
+        7,
+        "SPREAD",
+        0.5,
+        2.0,
+        8,
+    )
+    assert seen["model"].latent_dim == 16 and seen["resume"] is True

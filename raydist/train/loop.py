@@ -88,15 +88,16 @@ def _report(
 
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     tc, loss_cfg = TrainConfig.from_dict(cfg["train"]), LossConfig.from_dict(cfg["loss"])
-    rank = ray.train.get_context().get_world_rank()
-    rank0 = rank == 0
-    print(f"raydist: worker {rank} on node {ray.get_runtime_context().get_node_id()}")
+    rank0 = ray.train.get_context().get_world_rank() == 0
     torch.manual_seed(tc.seed)
     model = AudioVAE(ModelConfig.from_dict(cfg["model"]))
     state = _restore(model)
     device = ray.train.torch.get_device()
     ddp = ray.train.torch.prepare_model(model)
     model = model.to(device)
+    n_nodes = _count_nodes()
+    if rank0:
+        print(f"raydist: {ray.train.get_context().get_world_size()} workers on {n_nodes} nodes")
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     step, epoch, epoch_step, history = 0, 0, 0, []
     if state is not None:
@@ -146,6 +147,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             "step": step,
             "epoch": epoch,
             "epoch_step": 0,
+            "nodes": n_nodes,
             "loss": sums[0].item() / n,
             "recon": sums[1].item() / n,
             "kl": sums[2].item() / n,
@@ -159,6 +161,16 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                 f"{model.cfg.latent_dim} pca90/95/99 {metrics.get('pca90')}/{metrics.get('pca95')}/{metrics.get('pca99')}"
             )
         _report(metrics, model, opt, cfg, step, epoch, history)
+
+
+def _count_nodes() -> int:
+    """Distinct Ray nodes the worker group runs on (all ranks take part)."""
+    node = ray.get_runtime_context().get_node_id()
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1
+    nodes: list = [None] * dist.get_world_size()
+    dist.all_gather_object(nodes, node)
+    return len(set(nodes))
 
 
 def _history(ckpt) -> list[dict[str, Any]]:

@@ -109,7 +109,10 @@ def train(
         scaling_config=ScalingConfig(
             num_workers=train_cfg.workers,
             use_gpu=use_gpu,
-            resources_per_worker={"CPU": train_cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+            resources_per_worker={
+                "CPU": train_cfg.cpus_per_worker,
+                **({"GPU": train_cfg.gpus_per_worker} if use_gpu else {}),
+            },
             placement_strategy=train_cfg.placement,
         ),
         run_config=RunConfig(
