@@ -16,6 +16,7 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import ray
 import soundfile as sf
 
@@ -49,13 +50,14 @@ def compress(
 def codec_report(out: str, storage_options: dict[str, Any] | None = None) -> dict[str, float]:
     """Bitrates and compression ratios of a compressed set, from the bytes on disk."""
     store = RunStore(out, storage_options)
-    codes = read_table(out, "codes", storage_options)
+    cols = ["duration_s", "sample_rate", "channels", "source_bytes", "n_frames", "scale"]
+    codes = read_table(out, "codes", storage_options, columns=cols)  # not the codes themselves
     if codes.num_rows == 0:
         raise CodecError(f"{out} holds no compressed clips")
     seconds = float(pa.compute.sum(codes.column("duration_s")).as_py())
-    payload = sum(len(c) for c in codes.column("codes").to_pylist()) + 2 * sum(
-        len(s) for s in codes.column("scale").to_pylist()
-    )
+    dims = pa.compute.list_value_length(codes.column("scale")).to_numpy(zero_copy_only=False)
+    n_frames = codes.column("n_frames").to_numpy(zero_copy_only=False)
+    payload = int((n_frames * dims).sum() + 2 * dims.sum())  # int8 codes + float16 scales
     files = sum(store.fs.size(p) for p in store.committed_files("codes"))
     source = int(pa.compute.sum(codes.column("source_bytes")).as_py())
     pcm16 = 2 * sum(
@@ -157,13 +159,15 @@ def decompress(
                 f"{compressed} was compressed with checkpoint {m['model']['sha256'][:12]} ({m['model']['uri']}); "
                 f"{model_uri} is {model.checkpoint_id[:12]}: decode with the checkpoint that compressed it"
             )
-    codes = read_table(compressed, "codes", so)
-    summary = DecompressSummary(out)
-    if codes.num_rows == 0:
+    store = RunStore(compressed, so)
+    files = store.committed_files("codes")
+    if not files:
         raise CodecError(f"{compressed} holds no compressed clips")
+    summary = DecompressSummary(out)
     actors, cpus, _ = _pool(cfg)
     step = 8
-    ds = ray.data.from_arrow([codes.slice(i, step) for i in range(0, codes.num_rows, step)])
+    # stream the committed parts from storage: the driver never holds the codes
+    ds = ray.data.read_parquet(files, filesystem=pafs.PyFileSystem(pafs.FSSpecHandler(store.fs)))
     ds = ds.map_batches(
         DecodeAudio,
         fn_constructor_args=(model_uri, out, fmt, so),

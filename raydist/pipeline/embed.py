@@ -57,9 +57,6 @@ class RunSummary:
         )
 
 
-EmbedSummary = RunSummary
-
-
 @dataclass(frozen=True)
 class Spec:
     """What a pipeline run makes: the actor stage, how results split into tables, and which

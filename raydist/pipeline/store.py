@@ -118,17 +118,21 @@ class RunStore:
             self.fs.rm(staging, recursive=True)
 
 
-def read_table(out: str, table: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
-    """Read one output table, committed runs only (a run being written is never seen)."""
+def read_table(
+    out: str, table: str, storage_options: dict[str, Any] | None = None, columns: list[str] | None = None
+) -> pa.Table:
+    """Read one output table (or some of its columns), committed runs only: a run being written
+    is never seen."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose from {TABLES}")
     store = RunStore(out, storage_options)
     parts = []
     for p in store.committed_files(table):
         with store.fs.open(p, "rb") as f:
-            parts.append(pq.read_table(f))
+            parts.append(pq.read_table(f, columns=columns))
     if not parts:
         from raydist.schema import schema_for
 
-        return schema_for(table).empty_table()
+        empty = schema_for(table).empty_table()
+        return empty.select(columns) if columns else empty
     return pa.concat_tables(parts, promote_options="permissive")
