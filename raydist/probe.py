@@ -1,0 +1,96 @@
+"""Linear probes on clip embeddings, no Ray: multinomial logistic regression (torch, L-BFGS) with
+grouped k-fold cross-validation; accuracy, macro-F1 and a confusion matrix. Baseline features
+(mean and std of log-mel and of MFCCs) come from the same audio, so the VAE embedding can be
+judged against them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchaudio
+
+from raydist.audio import LogMel, decode
+from raydist.config import FeatureConfig
+
+
+@dataclass
+class ProbeResult:
+    accuracy: float
+    macro_f1: float
+    confusion: np.ndarray  # (classes, classes): rows true, columns predicted
+    classes: list[str]
+
+    def line(self, name: str) -> str:
+        return f"{name:18s} accuracy {self.accuracy:.3f}  macro-F1 {self.macro_f1:.3f}"
+
+
+def folds_for(groups: list[str], k: int) -> np.ndarray:
+    """Fold index per item from a hash of its group: items of one group share a fold."""
+    return np.array([int(hashlib.sha256(g.encode()).hexdigest(), 16) % k for g in groups])
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1e-3, iters: int = 200) -> torch.nn.Linear:
+    """Multinomial logistic regression on standardised features (L-BFGS, L2 penalty)."""
+    torch.manual_seed(0)
+    xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y).long()
+    model = torch.nn.Linear(x.shape[1], n_classes)
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(xt), yt) + l2 * model.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return model
+
+
+def macro_f1(confusion: np.ndarray) -> float:
+    tp = np.diag(confusion).astype(float)
+    precision = tp / np.maximum(confusion.sum(0), 1)
+    recall = tp / np.maximum(confusion.sum(1), 1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    return float(f1.mean())
+
+
+def probe(features: np.ndarray, labels: list[str], groups: list[str] | None = None, k: int = 5) -> ProbeResult:
+    """Grouped k-fold cross-validated logistic-regression probe."""
+    if len(features) != len(labels):
+        raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise ValueError(f"need at least 2 classes, got {classes}")
+    y = np.array([classes.index(v) for v in labels])
+    fold = folds_for(groups or [str(i) for i in range(len(labels))], k)
+    confusion = np.zeros((len(classes), len(classes)), int)
+    for f in range(k):
+        test, train = fold == f, fold != f
+        if not test.any() or not train.any():
+            continue
+        mu, sd = features[train].mean(0), features[train].std(0) + 1e-6
+        model = fit_logistic((features[train] - mu) / sd, y[train], len(classes))
+        with torch.no_grad():
+            pred = model(torch.from_numpy((features[test] - mu) / sd).float()).argmax(1).numpy()
+        np.add.at(confusion, (y[test], pred), 1)
+    return ProbeResult(float(np.trace(confusion) / confusion.sum()), macro_f1(confusion), confusion, classes)
+
+
+def baseline_features(uris: list[str], kind: str, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Mean and std over time of log-mel ("logmel") or of 20 MFCCs ("mfcc"), per file."""
+    if kind not in ("logmel", "mfcc"):
+        raise ValueError(f"baseline must be logmel or mfcc, got {kind!r}")
+    logmel = LogMel(cfg)
+    mfcc = torchaudio.transforms.MFCC(
+        cfg.sample_rate, n_mfcc=20, melkwargs={"n_fft": cfg.n_fft, "hop_length": cfg.hop_length, "n_mels": cfg.n_mels}
+    )
+    rows = []
+    with torch.inference_mode():
+        for uri in uris:
+            wave = torch.from_numpy(decode(uri, cfg.sample_rate)[0])
+            feats = logmel(wave) if kind == "logmel" else mfcc(wave)  # (bands, T)
+            rows.append(torch.cat([feats.mean(1), feats.std(1)]).numpy())
+    return np.stack(rows)
