@@ -257,6 +257,54 @@ def evaluate_codec(
         typer.echo(f"raydist: report written to {json_out}")
 
 
+@app.command()
+def probe(
+    embeddings: str = typer.Argument(..., help="Output directory of raydist embed."),
+    out: str = typer.Option(..., "--out", help="Directory for probe.json and the pictures."),
+    labels: Optional[str] = typer.Option(
+        None, help="CSV with id, label (and optional group) columns; default: the labels embed recorded."
+    ),
+    folds: int = typer.Option(5, help="Cross-validation folds (items of one group share a fold)."),
+    baseline: bool = typer.Option(False, help="Also probe log-mel and MFCC mean/std features of the same audio."),
+) -> None:
+    """Linear probe (logistic regression, grouped k-fold CV) on the clip embeddings."""
+    from raydist.evaluation import run_probe
+
+    _check_local_inputs([embeddings, *([labels] if labels else [])])
+    try:
+        report = run_probe(embeddings, out, labels, folds, baseline)
+    except ValueError as e:
+        _fail(str(e))
+    for name in ("vae", "logmel", "mfcc"):
+        if name in report:
+            typer.echo(f"{name:7s} accuracy {report[name]['accuracy']:.3f}  macro-F1 {report[name]['macro_f1']:.3f}")
+    typer.echo(
+        f"raydist: {report['clips']} clips, {folds} folds; wrote {out}/probe.json and {', '.join(report['pictures'])}"
+    )
+
+
+@app.command("segment-eval")
+def segment_eval(
+    embeddings: str = typer.Argument(..., help="Output directory of raydist embed."),
+    truth: str = typer.Option(..., "--truth", help="CSV of reference segments: id, start_s, end_s."),
+    out: str = typer.Option(..., "--out", help="Directory for segments.json and a novelty picture."),
+    baseline: bool = typer.Option(True, help="Also score novelty on raw log-mel."),
+) -> None:
+    """Boundary precision, recall and F-measure at 0.5 s and 0.25 s tolerance."""
+    from raydist.evaluation import run_segment_eval
+
+    _check_local_inputs([embeddings, truth])
+    try:
+        report = run_segment_eval(embeddings, truth, out, baseline)
+    except ValueError as e:
+        _fail(str(e))
+    for name in ("vae_novelty", "logmel_novelty"):
+        if name in report:
+            r = report[name]
+            typer.echo(f"{name:15s} F@0.5s {r['0.5s']['f_measure']:.3f}  F@0.25s {r['0.25s']['f_measure']:.3f}")
+    typer.echo(f"raydist: {report['clips']} clips; wrote {out}/segments.json and {', '.join(report['pictures'])}")
+
+
 jobs_app = typer.Typer(help="Inspect and stop submitted jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 JOB_ADDRESS_HELP = "Job server of the cluster, e.g. http://127.0.0.1:8265 (through `ray dashboard cluster.yaml`)."

@@ -41,6 +41,8 @@ def _prepare(out: str) -> None:
 
 
 def run_demo(out: str, clips: int = 200, epochs: int = 15, workers: int = 2) -> dict[str, str]:
+    from raydist import plots
+    from raydist.evaluation import run_probe, run_segment_eval, write_report
     from raydist.pipeline.codec import codec_report, compress, decompress
     from raydist.pipeline.embed import embed
     from raydist.quality import evaluate_pairs
@@ -70,5 +72,24 @@ def run_demo(out: str, clips: int = 200, epochs: int = 15, workers: int = 2) -> 
         f"on disk, {report['ratio_vs_pcm16']:.0f}x smaller than 16-bit PCM); decoded audio in {decoded_dir}: "
         f"log-mel L1 {quality['logmel_l1']:.3f}, MR-STFT {quality['mrstft']:.3f}, SI-SDR {quality['si_sdr']:.1f} dB"
     )
+    report_dir = os.path.join(out, "report")
+    probe = run_probe(emb_dir, report_dir, baseline=True)
+    segs = run_segment_eval(emb_dir, os.path.join(out, "corpus", "segments.csv"), report_dir)
+    curves = plots.training_curves(result.history, os.path.join(report_dir, "training.png"))
+    print(
+        f"raydist demo: linear probe accuracy: VAE {probe['vae']['accuracy']:.3f}, log-mel {probe['logmel']['accuracy']:.3f}, "
+        f"MFCC {probe['mfcc']['accuracy']:.3f}; boundary F@0.5s: VAE novelty {segs['vae_novelty']['0.5s']['f_measure']:.3f}, "
+        f"log-mel novelty {segs['logmel_novelty']['0.5s']['f_measure']:.3f}"
+    )
+    path = write_report(
+        os.path.join(out, "report.md"),
+        {
+            "training": {"first": result.history[0], "last": result.history[-1], "pictures": [curves]},
+            "probe": probe,
+            "segmentation": segs,
+            "compression": {**report, **quality},
+        },
+    )
+    print(f"raydist demo: report with pictures in {path}")
     print(f"raydist demo: done in {time.time() - start:.0f} s")
     return {"manifest": manifest, "model": result.model_uri, "embeddings": emb_dir, "decoded": decoded_dir}

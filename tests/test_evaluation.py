@@ -1,0 +1,64 @@
+"""Probe, segmentation evaluation, pictures and report on a real (small) embedding run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from raydist.corpus import write_corpus
+from raydist.evaluation import run_probe, run_segment_eval, write_report
+from raydist.pipeline.embed import embed
+from raydist.plots import training_curves
+
+pytestmark = pytest.mark.slow
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == PNG and os.path.getsize(path) > 1000
+
+
+def test_probe_segment_eval_and_report(ray_session, checkpoint, tmp_path):
+    manifest = write_corpus(str(tmp_path / "corpus"), n_clips=30, seed=11)
+    emb = str(tmp_path / "emb")
+    embed([manifest], emb, checkpoint, progress=False)
+    out = str(tmp_path / "report")
+
+    probe = run_probe(emb, out, folds=3, baseline=True)
+    assert probe["clips"] == 30 and probe["classes"] == ["chirp", "clicks", "mixture", "noise", "tone"]
+    for name in ("vae", "logmel", "mfcc"):
+        assert 0.0 <= probe[name]["accuracy"] <= 1.0
+    assert sum(map(sum, probe["vae"]["confusion"])) == 30
+    assert probe["mfcc"]["accuracy"] > 0.5  # the baseline separates these classes well above chance (0.2)
+
+    segs = run_segment_eval(emb, os.path.join(str(tmp_path / "corpus"), "segments.csv"), out)
+    assert segs["clips"] == 30
+    for name in ("vae_novelty", "logmel_novelty"):
+        for w in ("0.5s", "0.25s"):
+            assert 0.0 <= segs[name][w]["f_measure"] <= 1.0
+        assert segs[name]["0.5s"]["f_measure"] >= segs[name]["0.25s"]["f_measure"]  # looser window, more hits
+
+    history = [
+        {"epoch": 0, "val_loss": 3.0, "val_kl": 0.1, "active_dims": 4},
+        {"epoch": 1, "loss": 2.0, "val_loss": 1.5, "val_kl": 0.5, "active_dims": 9},
+    ]
+    pictures = [*probe["pictures"], *segs["pictures"], training_curves(history, os.path.join(out, "training.png"))]
+    assert len(pictures) == 4 and all(_is_png(p) for p in pictures)
+    assert json.load(open(os.path.join(out, "probe.json")))["clips"] == 30
+    report = write_report(os.path.join(out, "report.md"), {"probe": probe, "segmentation": segs})
+    text = open(report).read()
+    assert "## probe" in text and "![confusion.png](confusion.png)" in text
+
+
+def test_probe_refuses_too_few_labels(ray_session, checkpoint, tmp_path):
+    from raydist.testing import write_tone
+
+    for i in range(3):
+        write_tone(str(tmp_path / "a" / f"t{i}.wav"))
+    emb = str(tmp_path / "emb")
+    embed([str(tmp_path / "a")], emb, checkpoint, progress=False)
+    with pytest.raises(ValueError, match="only 0 clips have labels"):
+        run_probe(emb, str(tmp_path / "out"))
