@@ -115,6 +115,7 @@ def embed(
     _check_local_inputs([model])
     from raydist.inputs import InputError, storage_options_for
     from raydist.model.checkpoint import CheckpointError
+    from raydist.pipeline.embed import RunFailed
     from raydist.pipeline.embed import embed as run_embed
     from raydist.pipeline.store import StoreError
     from raydist.session import init_ray
@@ -122,7 +123,7 @@ def embed(
     init_ray(address)
     try:
         summary = run_embed(inputs, out, model, cfg, storage_options_for(endpoint_url))
-    except (InputError, CheckpointError, StoreError) as e:
+    except (InputError, CheckpointError, StoreError, RunFailed) as e:
         _fail(str(e))
     typer.echo(f"raydist: {summary.line()}")
 
@@ -145,6 +146,7 @@ def compress(
     from raydist.model.checkpoint import CheckpointError
     from raydist.pipeline.codec import codec_report
     from raydist.pipeline.codec import compress as run_compress
+    from raydist.pipeline.embed import RunFailed
     from raydist.pipeline.store import StoreError
     from raydist.session import init_ray
 
@@ -160,7 +162,7 @@ def compress(
             ),
             so,
         )
-    except (InputError, CheckpointError, StoreError) as e:
+    except (InputError, CheckpointError, StoreError, RunFailed) as e:
         _fail(str(e))
     typer.echo(f"raydist: {summary.line('compressed')}")
     if summary.ok or summary.already_done:
@@ -316,7 +318,11 @@ def submit(
     job: str = typer.Argument(..., help="train | embed | compress"),
     address: str = typer.Option(..., help=JOB_ADDRESS_HELP),
     wait: bool = typer.Option(False, help="Wait for the job to end and print its logs."),
-    env: List[str] = typer.Option([], help="Environment variable to pass to the job, by name (repeatable)."),
+    env: List[str] = typer.Option(
+        [],
+        help="Environment variable to pass to the job, by name (repeatable). Its value is visible in the job's "
+        "runtime_env: give clusters S3 access through an instance profile, not keys.",
+    ),
     python: str = typer.Option("python", help="Interpreter on the cluster that runs the job."),
 ) -> None:
     """Submit a job to a cluster: raydist submit embed --address URL -- s3://b/corpus --model ... --out ..."""

@@ -132,7 +132,16 @@ def resolve_inputs(inputs: list[str], storage_options: dict[str, Any] | None = N
     return Inputs(table, skipped)
 
 
+# botocore's "standard" retry mode: throttling (503 SlowDown), 5xx and connection errors are
+# retried with jittered exponential backoff, up to 10 attempts per request.
+S3_RETRIES = {"retries": {"max_attempts": 10, "mode": "standard"}}
+
+
 def storage_options_for(endpoint_url: str | None) -> dict[str, Any]:
-    """fsspec storage options for an S3-compatible endpoint (credentials come from the usual AWS
-    environment and config files)."""
-    return {"endpoint_url": endpoint_url} if endpoint_url else {}
+    """fsspec storage options: the retry policy, and an S3-compatible endpoint if given.
+    Credentials come from the usual AWS environment, config files or instance profile, never
+    from options, so they are never passed to Ray tasks or written anywhere."""
+    options: dict[str, Any] = {"config_kwargs": S3_RETRIES}
+    if endpoint_url:
+        options["endpoint_url"] = endpoint_url
+    return options

@@ -194,3 +194,97 @@ def _wait_job_server(url: str, deadline: float) -> None:
             if time.time() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def ray_actors(class_contains: str) -> list[dict]:
+    """This Ray session's actors whose class name contains `class_contains`, from the GCS actor
+    table: ActorClassName, State, Pid, NumRestarts. Used to kill a worker process in fault tests."""
+    import ray._private.state
+
+    return [a for a in ray._private.state.actors().values() if class_contains in a["ActorClassName"]]
+
+
+@contextmanager
+def flaky_proxy(target: str, fail_every: int = 3, refuse_writes: str | None = None) -> Iterator[dict]:
+    """An HTTP proxy on 127.0.0.1 in front of an S3 endpoint that answers every `fail_every`-th
+    request with 503 SlowDown (0: never), and every PUT or POST whose path contains
+    `refuse_writes` with 507 (a store that has run out of space). Yields a dict: endpoint_url,
+    requests and failed (counts)."""
+    import http.client
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlparse
+
+    up = urlparse(target)
+    state: dict = {"requests": 0, "failed": 0}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                out = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline().strip():  # trailers
+                            pass
+                        return out
+                    out += self.rfile.read(size)
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def _reply(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+            self.send_response(status)
+            length = str(len(body))
+            for k, v in headers:
+                if k.lower() == "content-length" and self.command == "HEAD":
+                    length = v  # HEAD: the size of the object, with no body
+                elif k.lower() not in ("transfer-encoding", "content-length", "connection"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", length)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _error(self, status: int, code: str) -> None:
+            xml = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{code}</Message></Error>'
+            with lock:
+                state["failed"] += 1
+            self._reply(status, xml.encode(), [("Content-Type", "application/xml")])
+
+        def _any(self) -> None:
+            body = self._body()
+            with lock:
+                state["requests"] += 1
+                n = state["requests"]
+            if refuse_writes and refuse_writes in self.path and self.command in ("PUT", "POST"):
+                return self._error(507, "InsufficientStorage")
+            if fail_every and n % fail_every == 0:
+                return self._error(503, "SlowDown")
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
+            headers["Content-Length"] = str(len(body))
+            conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+            try:
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                self._reply(resp.status, resp.read(), resp.getheaders())
+            finally:
+                conn.close()
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state["endpoint_url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -30,8 +30,21 @@ def test_cluster_yaml_passes_rays_schema_validation():
     assert all("IamInstanceProfile" in t["node_config"] for t in types.values())
     assert any("pip install" in c and "raydist" in c for c in raw["setup_commands"])
     assert "SecurityGroupIds" not in str(raw) and "8265" not in str(
-        {k: v for k, v in raw.items() if k != "file_mounts"}
+        {k: v for k, v in raw.items() if k not in ("file_mounts", "provider")}
     )
+    assert "0.0.0.0" not in str(raw.get("head_start_ray_commands", ""))  # no dashboard bound to every interface
+
+
+def test_cluster_yaml_opens_no_port_but_ssh_to_the_internet():
+    raw = yaml.safe_load(open(os.path.join(ROOT, "cluster.yaml")))
+    rules = raw["provider"]["security_group"]["IpPermissions"]
+    public = [
+        (r["IpProtocol"], r["FromPort"], r["ToPort"])
+        for r in rules
+        if any(rng.get("CidrIp") == "0.0.0.0/0" for rng in r.get("IpRanges", []))
+        or any(rng.get("CidrIpv6") == "::/0" for rng in r.get("Ipv6Ranges", []))
+    ]
+    assert public == [("tcp", 22, 22)]
 
 
 def test_cluster_yaml_errors_are_caught():

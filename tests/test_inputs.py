@@ -52,3 +52,42 @@ def test_missing_input_and_no_input(tmp_path):
         resolve_inputs([str(tmp_path / "nope")])
     with pytest.raises(InputError, match="no INPUT"):
         resolve_inputs([])
+
+
+@pytest.mark.parametrize(
+    "column, message",
+    [
+        (pa.array([1, 2], pa.int64()), r"row 1: uri is empty or not text \(1\)"),
+        (pa.array([["a.wav"], ["b.wav"]]), r"row 1: uri is empty or not text \(\['a.wav'\]\)"),
+        (pa.array(["a.wav", None]), "row 2: uri is empty"),
+    ],
+)
+def test_parquet_manifest_with_wrong_types_names_the_row(tmp_path, column, message):
+    pq.write_table(pa.table({"uri": column}), str(tmp_path / "m.parquet"))
+    with pytest.raises(InputError, match=message):
+        resolve_inputs([str(tmp_path / "m.parquet")])
+
+
+def test_manifest_ids_labels_of_other_types_and_null_ids(tmp_path):
+    pq.write_table(
+        pa.table({"uri": ["a.wav", "b.wav"], "id": [7, 8], "label": [1.5, None]}), str(tmp_path / "m.parquet")
+    )
+    t = resolve_inputs([str(tmp_path / "m.parquet")]).table
+    assert t.column("id").to_pylist() == ["7", "8"] and t.column("label").to_pylist() == ["1.5", None]
+    pq.write_table(pa.table({"uri": ["a.wav", "b.wav"], "id": ["x", None]}), str(tmp_path / "n.parquet"))
+    with pytest.raises(InputError, match=r"input row 2 \(.*b.wav\) has an empty id"):
+        resolve_inputs([str(tmp_path / "n.parquet")])
+
+
+def test_malformed_csv_and_unreadable_uris(tmp_path):
+    (tmp_path / "m.csv").write_text("uri,label\na.wav,x\nb.wav,y,extra\n")
+    with pytest.raises(InputError, match="cannot read manifest .*Expected 2 columns, got 3"):
+        resolve_inputs([str(tmp_path / "m.csv")])
+    # an unreadable URI is not a manifest error: the pipeline gives that input a read error row
+    from raydist.audio import ReadError, decode
+
+    (tmp_path / "u.csv").write_text("id,uri\nweird,nosuchscheme://bucket/a.wav\nmissing,gone.wav\n")
+    table = resolve_inputs([str(tmp_path / "u.csv")]).table
+    for uri in table.column("uri").to_pylist():
+        with pytest.raises(ReadError, match="cannot open"):
+            decode(uri, 16000)

@@ -25,6 +25,9 @@ Source = Union[bytes, str, IO[bytes]]
 
 LOWPASS_FILTER_WIDTH = 6  # torchaudio's default sinc width, in zero crossings
 ROLLOFF = 0.99
+MIN_RATE, MAX_RATE = 1_000, 768_000  # source rates outside this range are refused
+MAX_PHASES = 1000  # largest reduced target rate (resampler kernel rows) used as is
+BLOCK_SAMPLES = 1 << 23  # most source samples (all channels) read at once: 32 MiB of float32
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,17 @@ def _context(orig: int, new: int) -> tuple[int, int, int]:
     return o, n, o * blocks
 
 
+def workable_rate(orig: int, new: int) -> int:
+    """The source rate the resampler uses: `orig` itself for every common rate; an odd rate whose
+    ratio to `new` reduces to more than MAX_PHASES phases (e.g. 44101 Hz, whose sinc kernel would
+    take gigabytes) is rounded to the nearest multiple of a divisor of `new` that keeps the kernel
+    small. The pitch error that costs is under 0.1% at 16 kHz."""
+    if new // math.gcd(orig, new) <= MAX_PHASES:
+        return orig
+    step = next(d for d in range(math.ceil(new / MAX_PHASES), new + 1) if new % d == 0)
+    return max(step, round(orig / step) * step)
+
+
 def _size(f: IO[bytes]) -> int:
     try:
         pos = f.tell()
@@ -109,14 +123,22 @@ def decode(
             raise DecodeError(f"cannot decode {name}: {e}") from e
         with snd:
             info = AudioInfo(snd.samplerate, snd.channels, snd.frames, snd.format, _size(f))
+            if not MIN_RATE <= info.sample_rate <= MAX_RATE:
+                raise DecodeError(
+                    f"{name} has sample rate {info.sample_rate} Hz; {MIN_RATE}..{MAX_RATE} Hz is supported"
+                )
+            if info.channels < 1:
+                raise DecodeError(f"{name} declares {info.channels} channels")
             return _decode_blocks(snd, info, target_rate, block_seconds, name), info
     finally:
         f.close()
 
 
 def _decode_blocks(snd: sf.SoundFile, info: AudioInfo, target: int, block_seconds: float, name: str) -> np.ndarray:
-    o, n, ctx = _context(info.sample_rate, target)
-    block = o * max(1, round(block_seconds * info.sample_rate / o))
+    rate = workable_rate(info.sample_rate, target)
+    o, n, ctx = _context(rate, target)
+    frames = min(block_seconds * rate, BLOCK_SAMPLES / info.channels)  # bounded whatever the header claims
+    block = o * max(1, round(frames / o))
     pieces: list[np.ndarray] = []
     pending = np.zeros(0, np.float32)  # source samples from index `start` on
     start = 0  # source index of pending[0]
@@ -138,7 +160,7 @@ def _decode_blocks(snd: sf.SoundFile, info: AudioInfo, target: int, block_second
         while a < total and (done or total >= a + block + ctx):
             lo = max(0, a - ctx)
             hi = total if done else a + block + ctx
-            seg = resample(pending[lo - start : hi - start], info.sample_rate, target)
+            seg = resample(pending[lo - start : hi - start], rate, target)
             first = (a - lo) // o * n
             count = (math.ceil(n * total / o) - a // o * n) if (done and a + block >= total) else block // o * n
             pieces.append(seg[first : first + count])

@@ -83,6 +83,32 @@ def safe_relpath(clip_id: str, ext: str) -> str:
     return f"{root if old.lower() in AUDIO_EXTENSIONS else stem}.{ext}"
 
 
+MAX_RATE, MIN_RATE = 192_000, 8_000
+
+
+def check_code_row(row: dict, m) -> None:
+    """A compressed set is untrusted input: check one row against the model before any decoding
+    allocates memory for it (frame count, code length, scales, rate and duration all consistent)."""
+    dims, per_frame = m.vae.cfg.latent_dim, m.vae.cfg.downsample * m.features.hop_length
+    n, codes, scale = row.get("n_frames"), row.get("codes"), row.get("scale")
+    if not isinstance(n, int) or n < 1:
+        raise CodecError(f"n_frames must be a positive integer, got {n!r}")
+    if scale is None or len(scale) != dims:
+        raise CodecError(f"scale has {None if scale is None else len(scale)} entries; the model has {dims} latent dims")
+    if not all(v is not None and np.isfinite(v) and v >= 0 for v in scale):
+        raise CodecError("scale holds a negative, missing or non-finite value")
+    if not isinstance(codes, bytes) or len(codes) != n * dims:
+        raise CodecError(f"codes hold {len(codes) if codes else 0} bytes; n_frames x dims is {n * dims}")
+    samples, rate, seconds = row.get("num_samples"), row.get("sample_rate"), row.get("duration_s")
+    if not isinstance(samples, int) or samples < 1 or samples // per_frame + 1 != n:  # as the encoder counts
+        raise CodecError(f"num_samples {samples!r} does not fit {n} latent frames of {per_frame} samples")
+    if not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
+        raise CodecError(f"sample_rate {rate!r} is outside {MIN_RATE}..{MAX_RATE} Hz")
+    expected = samples / m.features.sample_rate
+    if not isinstance(seconds, float) or not np.isfinite(seconds) or abs(seconds - expected) > 0.01 + 1 / MIN_RATE:
+        raise CodecError(f"duration_s {seconds!r} does not match num_samples ({expected:.3f} s)")
+
+
 class DecodeAudio:
     """Ray Data actor: codes rows -> audio files; returns id, path, seconds, error."""
 
@@ -109,6 +135,7 @@ class DecodeAudio:
         )
 
     def _one(self, row: dict) -> str:
+        check_code_row(row, self.m)
         mean = dequantize(row["codes"], np.asarray(row["scale"], np.float32), row["n_frames"])
         wave = latents_to_audio(self.m, mean, row["num_samples"])
         wave = resample(wave, self.m.features.sample_rate, row["sample_rate"])

@@ -110,6 +110,7 @@ def build_dataset(
 ) -> ray.data.Dataset:
     """The streaming pipeline; its rows are per-part summaries."""
     actors, cpus, gpus = _pool(cfg)
+    ray.data.DataContext.get_current().raise_original_map_exception = True  # report the real cause of a failure
     # one block per decode batch, cut on the driver: streaming starts at once (no all-to-all)
     ds = ray.data.from_arrow([todo.slice(i, cfg.decode_batch) for i in range(0, todo.num_rows, cfg.decode_batch)])
     ds = ds.map_batches(
@@ -192,6 +193,66 @@ def run_pipeline(
     )
     files: dict[str, list[str]] = {}
     seen: set[str] = set()
+    try:
+        _collect(ds, summary, files, seen, todo.num_rows, start, progress)
+    except Exception as e:  # a stage failed for good (storage full, refused writes, lost cluster)
+        raise RunFailed(
+            f"run {run_id} stopped after {summary.ok + summary.failed} of {todo.num_rows} inputs: {_cause(e)}. "
+            f"Nothing from this run was committed and earlier runs are intact; run the same command again "
+            f"to process what is missing."
+        ) from e
+    if summary.ok + summary.failed != todo.num_rows:
+        raise RuntimeError(
+            f"pipeline returned {summary.ok + summary.failed} rows for {todo.num_rows} inputs; nothing committed"
+        )
+    summary.wall_s, summary.run_id = time.time() - start, run_id
+    manifest = {
+        "run_id": run_id,
+        "schema_version": SCHEMA_VERSION,
+        "files": files,
+        "model": {"uri": model_uri, "sha256": model.checkpoint_id, "step": model.step},
+        **configs,
+        "counts": {"inputs": todo.num_rows, "ok": summary.ok, "failed": summary.failed},
+        "audio_s": summary.audio_s,
+        "bytes": {
+            "source": summary.source_bytes,
+            "pcm16": summary.pcm16_bytes,
+            "payload": summary.payload_bytes,
+            "written": summary.written_bytes,
+        },
+        "wall_s": summary.wall_s,
+        "versions": _versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    }
+    try:
+        store.commit(manifest)
+    except Exception as e:
+        raise RunFailed(
+            f"commit of run {run_id} failed: {_cause(e)}. Run the same command again: a run whose manifest "
+            f"was written is rolled forward, otherwise its inputs are processed again."
+        ) from e
+    return summary
+
+
+class RunFailed(RuntimeError):
+    """A pipeline run stopped before its commit; the output holds only earlier committed runs."""
+
+
+def _cause(e: BaseException) -> str:
+    """The innermost cause of a (Ray-wrapped) exception, as 'Type: message' on one line."""
+    while True:
+        inner = getattr(e, "cause", None) or e.__cause__
+        if not isinstance(inner, BaseException) or inner is e:
+            break
+        e = inner
+    if isinstance(e, OSError) and e.strerror:
+        return f"{type(e).__name__}: [Errno {e.errno}] {e.strerror}"
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:500]
+
+
+def _collect(ds, summary: RunSummary, files: dict, seen: set, total: int, start: float, progress: bool) -> None:
+    """Consume the pipeline's per-part summaries into `summary` and `files`, with progress lines."""
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for row in batch.to_pylist():
             if row["part"] in seen:  # a retried task's summary: its file was overwritten in place
@@ -205,33 +266,7 @@ def run_pipeline(
             if progress:
                 el = time.time() - start
                 print(
-                    f"raydist embed: {summary.ok + summary.failed}/{todo.num_rows} inputs ({summary.failed} failed), "
+                    f"raydist embed: {summary.ok + summary.failed}/{total} inputs ({summary.failed} failed), "
                     f"{summary.audio_s / 3600:.3f} h audio, {summary.audio_s / max(el, 1e-9):.0f} audio-s/s",
                     file=sys.stderr,
                 )
-    if summary.ok + summary.failed != todo.num_rows:
-        raise RuntimeError(
-            f"pipeline returned {summary.ok + summary.failed} rows for {todo.num_rows} inputs; nothing committed"
-        )
-    summary.wall_s, summary.run_id = time.time() - start, run_id
-    store.commit(
-        {
-            "run_id": run_id,
-            "schema_version": SCHEMA_VERSION,
-            "files": files,
-            "model": {"uri": model_uri, "sha256": model.checkpoint_id, "step": model.step},
-            **configs,
-            "counts": {"inputs": todo.num_rows, "ok": summary.ok, "failed": summary.failed},
-            "audio_s": summary.audio_s,
-            "bytes": {
-                "source": summary.source_bytes,
-                "pcm16": summary.pcm16_bytes,
-                "payload": summary.payload_bytes,
-                "written": summary.written_bytes,
-            },
-            "wall_s": summary.wall_s,
-            "versions": _versions(),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        }
-    )
-    return summary

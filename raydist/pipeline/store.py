@@ -43,21 +43,17 @@ class RunStore:
 
     def check_writable(self) -> None:
         """Fail fast, before any work, if the output cannot be written."""
-        probe = self.path(RUNS, ".write-probe")
-        try:
-            self.fs.makedirs(self.path(RUNS), exist_ok=True)
-            with self.fs.open(probe, "wb") as f:
-                f.write(b"ok")
-            self.fs.rm(probe)
-        except Exception as e:  # permissions, missing bucket, full disk: all end the same way
-            raise StoreError(f"cannot write to {self.out}: {type(e).__name__}: {e}") from e
+        check_writable(self.out, self.fs, self.path(RUNS))
 
     def manifests(self) -> list[dict[str, Any]]:
         pattern = self.path(RUNS, "*.json")
         out = []
         for p in sorted(self.fs.glob(pattern)):
-            with self.fs.open(p, "r") as f:
-                out.append(json.load(f))
+            try:
+                with self.fs.open(p, "r") as f:
+                    out.append(json.load(f))
+            except ValueError as e:
+                raise StoreError(f"run manifest {p} is not valid JSON ({e}); move it aside to continue") from e
         return out
 
     def recover(self) -> None:
@@ -101,9 +97,10 @@ class RunStore:
     def commit(self, manifest: dict[str, Any]) -> str:
         """Write the run manifest (the commit point), then move its parts into place."""
         run_id = manifest["run_id"]
-        path = self.path(RUNS, f"{run_id}.json")
-        with self.fs.open(path, "w") as f:
+        path, tmp = self.path(RUNS, f"{run_id}.json"), self.path(STAGING, run_id, "manifest.json")
+        with self.fs.open(tmp, "w") as f:  # written in full first: a torn manifest is never committed
             json.dump(manifest, f, indent=2)
+        self.fs.mv(tmp, path)
         for table, files in manifest["files"].items():
             for name in files:
                 self._move(run_id, table, name)
@@ -116,6 +113,29 @@ class RunStore:
         staging = self.path(STAGING)
         if self.fs.exists(staging) and not self.fs.ls(staging, detail=False):
             self.fs.rm(staging, recursive=True)
+
+
+def check_writable(out: str, fs: fsspec.AbstractFileSystem, folder: str) -> None:
+    """Write and delete a small probe file in `folder` of `out`; raise StoreError naming the cause
+    (a missing bucket, no permission, a full disk, a path under a file) before any work is spent.
+    A missing bucket is never created: object stores are provisioned on purpose."""
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    if protocol in ("s3", "s3a", "gs", "gcs"):
+        bucket = folder.split("/", 1)[0]
+        try:
+            exists = fs.exists(bucket)
+        except Exception as e:
+            raise StoreError(f"cannot reach bucket {bucket!r} of {out}: {type(e).__name__}: {e}") from e
+        if not exists:
+            raise StoreError(f"bucket {bucket!r} of {out} does not exist (or these credentials cannot see it)")
+    probe = posixpath.join(folder, ".write-probe")
+    try:
+        fs.makedirs(folder, exist_ok=True)
+        with fs.open(probe, "wb") as f:
+            f.write(b"ok")
+        fs.rm(probe)
+    except Exception as e:  # permissions, full disk, a file in the way: all end the same way
+        raise StoreError(f"cannot write to {out}: {type(e).__name__}: {e}") from e
 
 
 def read_table(

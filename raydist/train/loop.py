@@ -65,7 +65,7 @@ def validate(model: AudioVAE, shard, loss: LossConfig, device, batch_size: int) 
 
 
 def _report(
-    metrics: dict[str, float], model: AudioVAE, opt, cfg: dict[str, Any], step: int, epoch: int, history
+    metrics: dict[str, float], model: AudioVAE, opt, cfg: dict[str, Any], step: int, epoch: int, history, resumed_at
 ) -> None:
     """Every rank reports; rank 0 attaches the checkpoint."""
     if ray.train.get_context().get_world_rank() != 0:
@@ -82,7 +82,7 @@ def _report(
             opt,
             {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         )
-        torch.save({"history": history}, os.path.join(d, "history.pt"))
+        torch.save({"history": history, "resumed_at": resumed_at}, os.path.join(d, "history.pt"))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
@@ -99,13 +99,14 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     if rank0:
         print(f"raydist: {ray.train.get_context().get_world_size()} workers on {n_nodes} nodes")
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    step, epoch, epoch_step, history = 0, 0, 0, []
+    step, epoch, epoch_step, history, resumed_at = 0, 0, 0, [], []
     if state is not None:
         if state["optimizer"] is not None:
             opt.load_state_dict(state["optimizer"])
         step, epoch = state["step"], state["epoch"]
         epoch_step = int(state["metrics"].get("epoch_step", 0))
-        history = _history(ray.train.get_checkpoint())
+        history, resumed_at = _history(ray.train.get_checkpoint())
+        resumed_at.append(step)  # one entry per restart: a lost worker, a crash, or --resume
         if rank0:
             print(f"raydist: resumed at step {step} (epoch {epoch + 1}, batch {epoch_step})")
     train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
@@ -140,7 +141,8 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             step, epoch_step = step + 1, i + 1
             sums += torch.tensor([loss.item(), terms["recon"].item(), terms["kl"].item(), 1.0], dtype=torch.float64)
             if step % tc.checkpoint_every == 0:
-                _report({"step": step, "epoch": epoch, "epoch_step": epoch_step}, model, opt, cfg, step, epoch, history)
+                progress = {"step": step, "epoch": epoch, "epoch_step": epoch_step}
+                _report(progress, model, opt, cfg, step, epoch, history, resumed_at)
         epoch, epoch_step = epoch + 1, 0
         n = max(1.0, sums[3].item())
         metrics = {
@@ -160,7 +162,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                 f"kl {metrics['kl']:.3f} | val {metrics['val_loss']:.3f} active {metrics['active_dims']}/"
                 f"{model.cfg.latent_dim} pca90/95/99 {metrics.get('pca90')}/{metrics.get('pca95')}/{metrics.get('pca99')}"
             )
-        _report(metrics, model, opt, cfg, step, epoch, history)
+        _report(metrics, model, opt, cfg, step, epoch, history, resumed_at)
 
 
 def _count_nodes() -> int:
@@ -173,7 +175,9 @@ def _count_nodes() -> int:
     return len(set(nodes))
 
 
-def _history(ckpt) -> list[dict[str, Any]]:
+def _history(ckpt) -> tuple[list[dict[str, Any]], list[int]]:
+    """(per-epoch metrics, steps at which training resumed) saved with a checkpoint."""
     with ckpt.as_directory() as d:
         path = os.path.join(d, "history.pt")
-        return torch.load(path, weights_only=True)["history"] if os.path.exists(path) else []
+        saved = torch.load(path, weights_only=True) if os.path.exists(path) else {}
+    return saved.get("history", []), saved.get("resumed_at", [])

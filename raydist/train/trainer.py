@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
@@ -20,6 +20,7 @@ from ray.train.torch import TorchTrainer
 
 from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
 from raydist.inputs import resolve_inputs
+from raydist.pipeline.store import StoreError, check_writable
 from raydist.session import cluster_has_gpus
 from raydist.train.data import split_inputs, windows_dataset
 from raydist.train.loop import train_loop_per_worker
@@ -37,6 +38,7 @@ class TrainResult:
     metrics: dict[str, Any]  # the last report
     history: list[dict[str, Any]]  # one entry per epoch (entry 0: before training)
     seconds: float
+    resumed_at: list[int] = field(default_factory=list)  # steps at which training restarted from a checkpoint
 
     def summary(self) -> str:
         m, first = self.metrics, (self.history[0] if self.history else {})
@@ -44,12 +46,13 @@ class TrainResult:
             f"trained to step {m.get('step')} epoch {m.get('epoch')}: val_loss {first.get('val_loss', float('nan')):.3f}"
             f" -> {m.get('val_loss', float('nan')):.3f}, active dims {m.get('active_dims')}, "
             f"pca90 {m.get('pca90')}, {self.seconds:.0f} s; model at {self.model_uri}"
+            + (f"; resumed from checkpoints at steps {self.resumed_at}" if self.resumed_at else "")
         )
 
 
 def _storage(out: str, storage_options: dict[str, Any]) -> tuple[str, pafs.FileSystem | None]:
-    """Ray Train storage_path (+ filesystem for a custom S3 endpoint)."""
-    if out.startswith("s3://") and storage_options.get("endpoint_url"):
+    """Ray Train storage_path, and for S3 the same s3fs (endpoint, retry policy) as everything else."""
+    if out.startswith("s3://") and storage_options:
         fs = fsspec.filesystem("s3", **storage_options)
         return out[len("s3://") :], pafs.PyFileSystem(pafs.FSSpecHandler(fs))
     if "://" in out:
@@ -78,6 +81,11 @@ def train(
     so = storage_options or {}
     if model_cfg.n_mels != features.n_mels:
         raise ValueError(f"model n_mels {model_cfg.n_mels} != feature n_mels {features.n_mels}")
+    fs, path = fsspec.core.url_to_fs(out, **so)
+    try:  # a missing bucket or a read-only disk fails before any work
+        check_writable(out, fs, path.rstrip("/"))
+    except StoreError as e:
+        raise TrainError(str(e)) from e
     exists = _run_exists(out, so)
     if exists and not resume:
         raise TrainError(f"{out} already holds a training run: pass --resume to continue it, or pick a new --out")
@@ -139,13 +147,16 @@ def _export(result, out: str, so: dict[str, Any], loop_cfg: dict[str, Any], seco
     with result.checkpoint.as_directory() as d:
         with open(f"{d}/model.pt", "rb") as f:
             data = f.read()
-        history = torch.load(f"{d}/history.pt", weights_only=True)["history"]
+        saved = torch.load(f"{d}/history.pt", weights_only=True)
+    history, resumed_at = saved["history"], saved.get("resumed_at", [])
     base = out.rstrip("/")
     with fsspec.open(f"{base}/model.pt", "wb", **so) as f:
         f.write(data)
     with fsspec.open(f"{base}/metrics.json", "w", **so) as f:
-        json.dump({"config": loop_cfg, "final": result.metrics, "history": history}, f, indent=2)
-    return TrainResult(f"{base}/model.pt", dict(result.metrics), history, seconds)
+        json.dump(
+            {"config": loop_cfg, "final": result.metrics, "history": history, "resumed_at": resumed_at}, f, indent=2
+        )
+    return TrainResult(f"{base}/model.pt", dict(result.metrics), history, seconds, resumed_at)
 
 
 __all__ = ["TrainConfig", "TrainError", "TrainResult", "train", "ray"]
