@@ -73,12 +73,14 @@ def main() -> None:
     words, voices = [r["label"] for r in rows], [r["voice"] for r in rows]
     report = {"clips": len(rows), "model": model}
     print(f"{len(rows)} clips: {len(WORDS)} words x {len(VOICES)} voices x {len(SPEEDS)} speeds")
-    print(f"{'features':10s} {'word acc':>9s} {'word F1':>8s} {'voice acc':>10s} {'voice F1':>9s}")
-    for name, x in features.items():
-        word = probe(x, words, voices)  # grouped by voice: generalise to voices not seen in training
-        voice = probe(x, voices, words)  # grouped by word
-        report[name] = {"word": [word.accuracy, word.macro_f1], "voice": [voice.accuracy, voice.macro_f1]}
-        print(f"{name:10s} {word.accuracy:9.3f} {word.macro_f1:8.3f} {voice.accuracy:10.3f} {voice.macro_f1:9.3f}")
+    print(f"{'features':10s} {'probe':8s} {'word acc':>9s} {'word F1':>8s} {'voice acc':>10s} {'voice F1':>9s}")
+    for (name, x), kind in itertools.product(features.items(), ("logistic", "mlp")):
+        word = probe(x, words, voices, kind=kind)  # grouped by voice: generalise to voices not seen in training
+        voice = probe(x, voices, words, kind=kind)  # grouped by word
+        report[f"{name}/{kind}"] = {"word": [word.accuracy, word.macro_f1], "voice": [voice.accuracy, voice.macro_f1]}
+        print(
+            f"{name:10s} {kind:8s} {word.accuracy:9.3f} {word.macro_f1:8.3f} {voice.accuracy:10.3f} {voice.macro_f1:9.3f}"
+        )
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
     print(f"wrote {args.out}")

@@ -268,16 +268,17 @@ def probe(
     ),
     folds: int = typer.Option(5, help="Cross-validation folds (items of one group share a fold)."),
     baseline: bool = typer.Option(False, help="Also probe log-mel and MFCC mean/std features of the same audio."),
+    mlp: bool = typer.Option(False, help="Also run a one-hidden-layer MLP probe on every feature set."),
 ) -> None:
     """Linear probe (logistic regression, grouped k-fold CV) on the clip embeddings."""
     from raydist.evaluation import run_probe
 
     _check_local_inputs([embeddings, *([labels] if labels else [])])
     try:
-        report = run_probe(embeddings, out, labels, folds, baseline)
+        report = run_probe(embeddings, out, labels, folds, baseline, mlp)
     except ValueError as e:
         _fail(str(e))
-    for name in ("vae", "logmel", "mfcc"):
+    for name in ("vae", "logmel", "mfcc", "vae_mlp", "logmel_mlp", "mfcc_mlp"):
         if name in report:
             typer.echo(f"{name:7s} accuracy {report[name]['accuracy']:.3f}  macro-F1 {report[name]['macro_f1']:.3f}")
     typer.echo(

@@ -31,7 +31,9 @@ def _labels(path: str) -> dict[str, tuple[str, str]]:
     return {str(r["id"]): (str(r["label"]), str(r.get("group") or r["id"])) for r in t if r["label"] is not None}
 
 
-def run_probe(embeddings: str, out: str, labels: str | None = None, folds: int = 5, baseline: bool = False) -> dict:
+def run_probe(
+    embeddings: str, out: str, labels: str | None = None, folds: int = 5, baseline: bool = False, mlp: bool = False
+) -> dict:
     """Probe the clip embeddings; write probe.json, projection.png and confusion.png under `out`."""
     os.makedirs(out, exist_ok=True)
     clips = sorted(
@@ -51,10 +53,17 @@ def run_probe(embeddings: str, out: str, labels: str | None = None, folds: int =
         "classes": result.classes,
         "vae": {"accuracy": result.accuracy, "macro_f1": result.macro_f1, "confusion": result.confusion.tolist()},
     }
+    if mlp:
+        m = probe(x, y, groups, folds, kind="mlp")
+        report["vae_mlp"] = {"accuracy": m.accuracy, "macro_f1": m.macro_f1}
     if baseline:
         for kind in ("logmel", "mfcc"):
-            b = probe(baseline_features([r["uri"] for r in rows], kind), y, groups, folds)
+            feats = baseline_features([r["uri"] for r in rows], kind)
+            b = probe(feats, y, groups, folds)
             report[kind] = {"accuracy": b.accuracy, "macro_f1": b.macro_f1}
+            if mlp:
+                b = probe(feats, y, groups, folds, kind="mlp")
+                report[f"{kind}_mlp"] = {"accuracy": b.accuracy, "macro_f1": b.macro_f1}
     report["pictures"] = [
         plots.embedding_projection(x, y, os.path.join(out, "projection.png")),
         plots.confusion_matrix(result.confusion, result.classes, os.path.join(out, "confusion.png")),

@@ -49,6 +49,24 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1e-3,
     return model
 
 
+def fit_mlp(x: np.ndarray, y: np.ndarray, n_classes: int, hidden: int = 64, steps: int = 500) -> torch.nn.Module:
+    """A one-hidden-layer MLP probe (ReLU, Adam, weight decay, full batch)."""
+    torch.manual_seed(0)
+    xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y).long()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_classes)
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(xt), yt).backward()
+        opt.step()
+    return model
+
+
+PROBES = {"logistic": fit_logistic, "mlp": fit_mlp}
+
+
 def macro_f1(confusion: np.ndarray) -> float:
     tp = np.diag(confusion).astype(float)
     precision = tp / np.maximum(confusion.sum(0), 1)
@@ -57,8 +75,12 @@ def macro_f1(confusion: np.ndarray) -> float:
     return float(f1.mean())
 
 
-def probe(features: np.ndarray, labels: list[str], groups: list[str] | None = None, k: int = 5) -> ProbeResult:
-    """Grouped k-fold cross-validated logistic-regression probe."""
+def probe(
+    features: np.ndarray, labels: list[str], groups: list[str] | None = None, k: int = 5, kind: str = "logistic"
+) -> ProbeResult:
+    """Grouped k-fold cross-validated probe: logistic regression, or a small MLP (kind="mlp")."""
+    if kind not in PROBES:
+        raise ValueError(f"probe must be one of {sorted(PROBES)}, got {kind!r}")
     if len(features) != len(labels):
         raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
     classes = sorted(set(labels))
@@ -72,7 +94,7 @@ def probe(features: np.ndarray, labels: list[str], groups: list[str] | None = No
         if not test.any() or not train.any():
             continue
         mu, sd = features[train].mean(0), features[train].std(0) + 1e-6
-        model = fit_logistic((features[train] - mu) / sd, y[train], len(classes))
+        model = PROBES[kind]((features[train] - mu) / sd, y[train], len(classes))
         with torch.no_grad():
             pred = model(torch.from_numpy((features[test] - mu) / sd).float()).argmax(1).numpy()
         np.add.at(confusion, (y[test], pred), 1)

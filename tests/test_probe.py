@@ -31,6 +31,16 @@ def test_shuffled_labels_fall_to_chance():
     assert abs(r.accuracy - 0.25) < 0.12, r.accuracy
 
 
+def test_mlp_probe_separates_what_a_linear_probe_cannot():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (400, 2)).astype(np.float32)
+    y = ["same" if a * b > 0 else "diff" for a, b in x]  # XOR of signs: no line separates it
+    linear, mlp = probe(x, y, k=5), probe(x, y, k=5, kind="mlp")
+    assert linear.accuracy < 0.7 and mlp.accuracy > 0.9, (linear.accuracy, mlp.accuracy)
+    with pytest.raises(ValueError, match="probe must be one of"):
+        probe(x, y, kind="forest")
+
+
 def test_groups_never_straddle_folds():
     groups = [f"speaker{i % 7}" for i in range(70)]
     folds = folds_for(groups, 5)
