@@ -95,6 +95,11 @@ def embed(
     rows_per_file: int = typer.Option(EmbedConfig.rows_per_file, help="Clips per output Parquet file."),
     dtype: str = typer.Option(EmbedConfig.dtype, help="float16 | float32 for frame-level latents."),
     keep_logvar: bool = typer.Option(EmbedConfig.keep_logvar, help="Also write per-frame log-variances."),
+    retry_errors: bool = typer.Option(
+        False,
+        "--retry-errors",
+        help="Process again inputs that failed in earlier runs; their old error rows are replaced.",
+    ),
     address: Optional[str] = typer.Option(None, help=ADDRESS_HELP),
     endpoint_url: Optional[str] = typer.Option(None, help=ENDPOINT_HELP),
 ) -> None:
@@ -108,6 +113,7 @@ def embed(
             rows_per_file=rows_per_file,
             dtype=dtype,
             keep_logvar=keep_logvar,
+            retry_errors=retry_errors,
         )
     except ValueError as e:
         _fail(str(e))
@@ -137,6 +143,11 @@ def compress(
     actors: int = typer.Option(EmbedConfig.actors, help="Encoder actors (0: one per GPU, else one per CPU)."),
     cpus_per_actor: float = typer.Option(EmbedConfig.cpus_per_actor, help="CPUs per encoder actor."),
     gpus_per_actor: float = typer.Option(EmbedConfig.gpus_per_actor, help="GPUs per encoder actor (0: auto)."),
+    retry_errors: bool = typer.Option(
+        False,
+        "--retry-errors",
+        help="Process again inputs that failed in earlier runs; their old error rows are replaced.",
+    ),
     address: Optional[str] = typer.Option(None, help=ADDRESS_HELP),
     endpoint_url: Optional[str] = typer.Option(None, help=ENDPOINT_HELP),
 ) -> None:
@@ -158,7 +169,11 @@ def compress(
             out,
             model,
             EmbedConfig(
-                batch_size=batch_size, actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor
+                batch_size=batch_size,
+                actors=actors,
+                cpus_per_actor=cpus_per_actor,
+                gpus_per_actor=gpus_per_actor,
+                retry_errors=retry_errors,
             ),
             so,
         )

@@ -165,15 +165,21 @@ class EmbedConfig:
     rows_per_file: int = 2000  # clips per output Parquet file (per table)
     dtype: str = "float16"  # float16 | float32 for frame-level latents
     keep_logvar: bool = False  # also write per-frame latent log-variance
-    novelty_s: float = 0.5  # half-width of the novelty window, seconds
-    min_segment_s: float = 0.25  # shortest segment the boundary picker allows
+    novelty_s: float = 0.25  # half-width of the novelty window, seconds (0.5 s missed short gaps)
+    min_segment_s: float = 0.15  # shortest segment; also a peak's neighbourhood and the end margin
     novelty_threshold: float = 1.0  # peaks must exceed median + threshold * MAD of the novelty curve
+    activity_weight: float = 1.0  # weight of the energy channel in the novelty curve (0 = latents only)
+    retry_errors: bool = False  # on a rerun, process again the inputs whose only record is an error row
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
         if self.batch_size < 1 or self.rows_per_file < 1 or self.decode_batch < 1:
             raise ValueError(f"batch_size, rows_per_file and decode_batch must be >= 1: {self}")
+
+    def novelty_frames(self, frame_rate: float) -> tuple[int, int]:
+        """(novelty half-width, minimum gap) in frames at `frame_rate` frames per second."""
+        return max(1, round(self.novelty_s * frame_rate)), max(1, round(self.min_segment_s * frame_rate))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,7 +15,7 @@ import torch
 from raydist import plots
 from raydist.audio import LogMel, decode
 from raydist.boundaries import boundary_scores
-from raydist.config import FeatureConfig
+from raydist.config import EmbedConfig, FeatureConfig
 from raydist.pipeline.store import read_table
 from raydist.probe import baseline_features, probe
 from raydist.segmentation import segment
@@ -73,19 +73,30 @@ def run_probe(
     return report
 
 
-def logmel_boundaries(
-    uri: str, downsample: int = 8, half_width: int = 6, min_gap: int = 3, threshold: float = 1.0
-) -> list[float]:
-    """The baseline: the same novelty and peak picking on standardised raw log-mel pooled to the
-    latent frame rate."""
-    cfg = FeatureConfig()
+def pooled_logmel(uri: str, downsample: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Raw log-mel of a file averaged over `downsample` frames (the latent frame rate):
+    ((L, bands) standardised per band over the clip, (L,) mean log-mel energy)."""
+    features = FeatureConfig()
     with torch.inference_mode():
-        mel = LogMel(cfg)(torch.from_numpy(decode(uri, cfg.sample_rate)[0])).numpy().T  # (T, bands)
+        mel = LogMel(features)(torch.from_numpy(decode(uri, features.sample_rate)[0])).numpy().T  # (T, bands)
     n = len(mel) // downsample * downsample
     pooled = mel[:n].reshape(-1, downsample, mel.shape[1]).mean(1)
-    pooled = (pooled - pooled.mean(0)) / (pooled.std(0) + 1e-6)
-    segs, _ = segment(pooled, half_width, min_gap, threshold)
-    return [(s.start * downsample - 0.5) * cfg.hop_length / cfg.sample_rate for s in segs[1:]]
+    return (pooled - pooled.mean(0)) / (pooled.std(0) + 1e-6), pooled.mean(1)
+
+
+def boundary_times(seq: np.ndarray, downsample: int = 8, cfg: EmbedConfig = EmbedConfig()) -> list[float]:
+    """Boundary times in seconds of a (L, D) sequence at the latent frame rate, picked with the
+    pipeline's novelty window, gap and threshold."""
+    features = FeatureConfig()
+    half, gap = cfg.novelty_frames(features.frame_rate / downsample)
+    segs, _ = segment(seq, half, gap, cfg.novelty_threshold)
+    return [(s.start * downsample - 0.5) * features.hop_length / features.sample_rate for s in segs[1:]]
+
+
+def logmel_boundaries(uri: str, downsample: int = 8, cfg: EmbedConfig = EmbedConfig()) -> list[float]:
+    """The baseline: the same novelty and peak picking on standardised raw log-mel (no activity
+    channel)."""
+    return boundary_times(pooled_logmel(uri, downsample)[0], downsample, cfg)
 
 
 def run_segment_eval(embeddings: str, truth: str, out: str, baseline: bool = True) -> dict:

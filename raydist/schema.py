@@ -35,7 +35,11 @@ def frames_schema(dtype: str = "float16") -> pa.Schema:
             _f("mean", pa.list_(pa.list_(value)), "latent means, n_frames x latent_dim"),
             _f("logvar", pa.list_(pa.list_(value)), "latent log-variances (null unless requested)"),
             _f("energy", pa.list_(pa.float32()), "mean log-mel per latent frame (activity)"),
-            _f("novelty", pa.list_(pa.float32()), "novelty curve: boundary strength before each frame"),
+            _f(
+                "novelty",
+                pa.list_(pa.float32()),
+                "novelty curve (latents plus activity): boundary strength before each frame",
+            ),
         ]
     )
 

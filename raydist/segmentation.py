@@ -1,5 +1,9 @@
 """Segment boundaries from a latent sequence: a novelty curve (distance between the mean latent
-just before and just after each frame boundary, Foote-style) plus peak picking. numpy only."""
+just before and just after each frame boundary, Foote-style) plus peak picking. numpy only.
+
+The pipeline appends an activity channel (the clip's standardised log-mel energy per frame) to
+the latents before taking novelty: onsets and offsets against silence are boundaries too, and the
+latents alone blur them (measured in `bench/bench_quality.py`)."""
 
 from __future__ import annotations
 
@@ -31,6 +35,17 @@ def novelty(x: np.ndarray, half_width: int) -> np.ndarray:
     return out
 
 
+def with_activity(x: np.ndarray, energy: np.ndarray, weight: float = 1.0) -> np.ndarray:
+    """(L, D) latents, (L,) energy -> (L, D + 1): energy standardised over the clip and scaled so
+    its spread is `weight` times the latents' total spread (root of the summed per-dim
+    variances); weight 0 returns the latents unchanged."""
+    if weight == 0 or len(x) < 2:
+        return x
+    z = (energy - energy.mean()) / (energy.std() + 1e-6)
+    spread = float(np.sqrt(x.var(0).sum())) or 1.0
+    return np.concatenate([x, (weight * spread * z)[:, None]], axis=1).astype(x.dtype, copy=False)
+
+
 def pick_boundaries(curve: np.ndarray, min_gap: int, threshold: float, neighbourhood: int | None = None) -> list[int]:
     """Peaks of `curve`: maxima of their +-neighbourhood (default min_gap) that exceed
     median + threshold * MAD, taken greedily from the strongest, at least min_gap apart and
@@ -54,6 +69,6 @@ def pick_boundaries(curve: np.ndarray, min_gap: int, threshold: float, neighbour
 def segment(x: np.ndarray, half_width: int, min_gap: int, threshold: float) -> tuple[list[Segment], np.ndarray]:
     """Split a (L, D) latent sequence into segments; also return the novelty curve."""
     curve = novelty(x, half_width)
-    edges = [0, *pick_boundaries(curve, min_gap, threshold, half_width), len(x)]
+    edges = [0, *pick_boundaries(curve, min_gap, threshold), len(x)]
     segs = [Segment(a, b, float(curve[a]) if a else 0.0) for a, b in zip(edges[:-1], edges[1:])]
     return segs, curve

@@ -141,7 +141,8 @@ def test_outputs_read_without_raydist(run):
 def test_run_manifest_records_the_run(run):
     _, out, summary = run
     (manifest,) = RunStore(out).manifests()
-    assert manifest["counts"] == {"inputs": summary.inputs, "ok": summary.ok, "failed": summary.failed}
+    assert manifest["counts"] == {"inputs": summary.inputs, "ok": summary.ok, "failed": summary.failed, "retried": 0}
+    assert manifest["removed"] == {}
     assert len(manifest["model"]["sha256"]) == 64
     assert manifest["feature_config"]["sample_rate"] == 16000
     assert set(manifest["versions"]) >= {"raydist", "ray", "torch", "torchaudio", "pyarrow"}
@@ -158,6 +159,37 @@ def test_rerun_processes_only_what_is_missing(run, checkpoint, tmp_path):
     ids = read_table(out, "clips").column("id").to_pylist()
     assert len(ids) == len(set(ids)) == len(GOOD) + 2
     os.remove(os.path.join(root, "a/new.wav"))
+
+
+def test_retry_errors_replaces_the_error_rows_of_fixed_inputs(ray_session, checkpoint, tmp_path):
+    root, out = tmp_path / "c", str(tmp_path / "out")
+    for i in range(2):
+        write_tone(str(root / f"good{i}.wav"), freq=300 + 100 * i)
+    (root / "broken.wav").write_bytes(np.random.default_rng(0).bytes(4000))
+    sf.write(str(root / "short.wav"), tone(440, 0.02, 16000), 16000)
+    first = embed([str(root)], out, checkpoint)
+    assert (first.ok, first.failed) == (2, 2)
+    (old_errors,) = glob.glob(os.path.join(out, "errors", "*.parquet"))
+    saved = open(old_errors, "rb").read()
+    assert embed([str(root)], out, checkpoint).already_done == 4  # errors are final without the flag
+
+    write_tone(str(root / "broken.wav"), freq=500)  # the user fixes one input
+    again = embed([str(root)], out, checkpoint, EmbedConfig(retry_errors=True))
+    assert (again.ok, again.failed, again.retried, again.already_done) == (1, 1, 2, 2)
+    assert sorted(read_table(out, "clips").column("id").to_pylist()) == ["broken.wav", "good0.wav", "good1.wav"]
+    raw = pq.read_table(os.path.join(out, "errors"))  # plain pyarrow over the folder: no stale rows
+    assert raw.column("id").to_pylist() == ["short.wav"]
+    assert read_table(out, "errors").column("id").to_pylist() == ["short.wav"]
+    last = RunStore(out).manifests()[-1]
+    assert last["removed"] == {"errors": [os.path.basename(old_errors)]}
+    assert last["counts"]["retried"] == 2
+
+    # a crash after the commit point but before the old part was deleted: readers skip it, and
+    # the next run's recovery deletes it
+    open(old_errors, "wb").write(saved)
+    assert read_table(out, "errors").num_rows == 1
+    assert embed([str(root)], out, checkpoint).already_done == 4
+    assert not os.path.exists(old_errors)
 
 
 def test_interrupted_commit_rolls_forward_and_dead_staging_is_dropped(ray_session, checkpoint, tmp_path):

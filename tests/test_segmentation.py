@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raydist.segmentation import novelty, pick_boundaries, segment
+from raydist.segmentation import novelty, pick_boundaries, segment, with_activity
 
 
 def test_novelty_of_a_step_peaks_at_the_step():
@@ -36,3 +36,15 @@ def test_pick_boundaries_respects_the_gap_and_the_ends():
     curve = np.zeros(50)
     curve[[1, 20, 22, 48]] = [5, 4, 3, 5]
     assert pick_boundaries(curve, min_gap=3, threshold=1.0) == [20]
+
+
+def test_activity_channel_has_the_latents_spread_and_finds_an_onset_they_miss():
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, (60, 4))  # latents with no change point
+    energy = np.r_[np.full(30, -11.0), np.full(30, -3.0)] + rng.normal(0, 0.05, 60)  # silence, then sound
+    y = with_activity(x, energy, weight=2.0)
+    assert y.shape == (60, 5) and np.array_equal(y[:, :4], x)
+    assert y[:, 4].std() == pytest.approx(2.0 * np.sqrt(x.var(0).sum()), rel=1e-3)
+    assert with_activity(x, energy, weight=0.0) is x
+    assert all(abs(s.start - 30) > 2 for s in segment(x, 3, 2, 3.0)[0])
+    assert [s.start for s in segment(y, 3, 2, 3.0)[0]] == [0, 30]

@@ -28,6 +28,7 @@ class RunSummary:
     out: str
     inputs: int = 0
     already_done: int = 0
+    retried: int = 0  # inputs with an earlier error row processed again (--retry-errors)
     ok: int = 0
     failed: int = 0
     audio_s: float = 0.0
@@ -50,9 +51,10 @@ class RunSummary:
             if self.skipped_extensions
             else ""
         )
+        retried = f", {self.retried} retried" if self.retried else ""
         return (
             f"{verb} {self.inputs} inputs into {self.out}: {self.ok} ok, {self.failed} failed, "
-            f"{self.already_done} already done; {self.audio_s / 3600:.3f} h of audio in {self.wall_s:.1f} s "
+            f"{self.already_done} already done{retried}; {self.audio_s / 3600:.3f} h of audio in {self.wall_s:.1f} s "
             f"({self.speed:.0f} audio-s/s){skipped}"
         )
 
@@ -167,11 +169,17 @@ def run_pipeline(
     store = RunStore(out, so)
     store.check_writable()
     store.recover()
-    done = store.done_ids(spec.done_tables)
+    results = tuple(t for t in spec.done_tables if t != "errors")
+    done = store.done_ids(results if cfg.retry_errors else spec.done_tables)
     table = listed.table
     todo = table.filter(pa.array([i not in done for i in table.column("id").to_pylist()])) if done else table
+    retried = store.done_ids(("errors",)) & set(todo.column("id").to_pylist()) if cfg.retry_errors else set()
     summary = RunSummary(
-        out, inputs=len(listed), already_done=len(listed) - todo.num_rows, skipped_extensions=listed.skipped
+        out,
+        inputs=len(listed),
+        already_done=len(listed) - todo.num_rows,
+        retried=len(retried),
+        skipped_extensions=listed.skipped,
     )
     if todo.num_rows == 0:
         summary.wall_s = time.time() - start
@@ -210,9 +218,10 @@ def run_pipeline(
         "run_id": run_id,
         "schema_version": SCHEMA_VERSION,
         "files": files,
+        "removed": {},
         "model": {"uri": model_uri, "sha256": model.checkpoint_id, "step": model.step},
         **configs,
-        "counts": {"inputs": todo.num_rows, "ok": summary.ok, "failed": summary.failed},
+        "counts": {"inputs": todo.num_rows, "ok": summary.ok, "failed": summary.failed, "retried": len(retried)},
         "audio_s": summary.audio_s,
         "bytes": {
             "source": summary.source_bytes,
@@ -225,6 +234,9 @@ def run_pipeline(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
     try:
+        if retried:  # the retried inputs' old error rows go: each input keeps at most its latest one
+            staged, manifest["removed"]["errors"] = store.stage_without("errors", retried, run_id)
+            files.setdefault("errors", []).extend(staged)
         store.commit(manifest)
     except Exception as e:
         raise RunFailed(

@@ -24,7 +24,7 @@ from raydist.config import EmbedConfig
 from raydist.embedding import Latents, encode_many, min_samples, scene_embedding, timestamps_s
 from raydist.model.checkpoint import LoadedModel, load_model
 from raydist.schema import CLIPS, CODES, ERRORS, SEGMENTS, frames_schema, list_array, matrix_array
-from raydist.segmentation import segment
+from raydist.segmentation import segment, with_activity
 
 SILENCE_BELOW_PEAK = 6.9  # nats of log-mel power (30 dB) under the clip's loudest frame
 SILENCE_FLOOR = -9.2  # log(1e-4): frames quieter than this are silent whatever the peak
@@ -132,7 +132,7 @@ class EncodeBatch:
         """One wide row per clip: clip, frame and segment columns; the writer splits them."""
         cfg, m = self.cfg, self.m
         rate = m.latent_rate
-        half, gap = max(1, round(cfg.novelty_s * rate)), max(1, round(cfg.min_segment_s * rate))
+        half, gap = cfg.novelty_frames(rate)
         frames_type = pa.float16() if cfg.dtype == "float16" else pa.float32()
         cols: dict[str, list] = {
             k: []
@@ -158,7 +158,9 @@ class EncodeBatch:
                 for k in cols:
                     cols[k].append(None)
                 continue
-            segs, curve = segment(lat.mean, half, gap, cfg.novelty_threshold)
+            segs, curve = segment(
+                with_activity(lat.mean, lat.energy, cfg.activity_weight), half, gap, cfg.novelty_threshold
+            )
             active = lat.energy > max(SILENCE_FLOOR, float(lat.energy.max()) - SILENCE_BELOW_PEAK)
             cols["n_frames"].append(len(lat.mean))
             cols["mean"].append(lat.mean)

@@ -5,6 +5,10 @@ A run writes its Parquet parts under `_staging/<run>/`; committing writes `_runs
 `clips/`, `segments/`, `errors/`. On the next run, `recover()` rolls forward any commit that was
 interrupted during the moves and deletes staging left by runs that never committed, so a crashed
 run leaves no rows behind and a rerun processes exactly the inputs not yet committed.
+
+A run that retries failed inputs also lists, under "removed", the earlier error parts it
+replaces: its staged rewrites of them (minus the retried ids) are among its files, and the old
+parts are deleted after the commit point, so each input keeps at most its latest error row.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raydist.schema import TABLES
@@ -59,11 +64,15 @@ class RunStore:
     def recover(self) -> None:
         """Finish interrupted commits; drop staging of runs that never committed."""
         committed = set()
-        for m in self.manifests():
+        manifests = self.manifests()
+        removed = _removed(manifests)
+        for m in manifests:
             committed.add(m["run_id"])
             for table, files in m["files"].items():
                 for name in files:
-                    self._move(m["run_id"], table, name)
+                    if name not in removed.get(table, ()):
+                        self._move(m["run_id"], table, name)
+            self._remove(m)
         if self.fs.exists(self.path(STAGING)):
             for d in self.fs.ls(self.path(STAGING), detail=False):
                 run_id = posixpath.basename(d.rstrip("/"))
@@ -82,8 +91,35 @@ class RunStore:
         self.fs.makedirs(self.path(table), exist_ok=True)
         self.fs.mv(staged, final)
 
+    def _remove(self, manifest: dict[str, Any]) -> None:
+        for table, names in manifest.get("removed", {}).items():
+            for name in names:
+                if self.fs.exists(self.path(table, name)):
+                    self.fs.rm(self.path(table, name))
+
     def committed_files(self, table: str) -> list[str]:
-        return [self.path(table, name) for m in self.manifests() for name in m["files"].get(table, [])]
+        manifests = self.manifests()
+        gone = _removed(manifests).get(table, set())
+        return [self.path(table, name) for m in manifests for name in m["files"].get(table, []) if name not in gone]
+
+    def stage_without(self, table: str, ids: set[str], run_id: str) -> tuple[list[str], list[str]]:
+        """Stage rewrites of the committed parts of `table` that hold any of `ids`, minus those
+        rows, for run `run_id`. Returns (staged names, replaced names) for its manifest."""
+        staged, replaced = [], []
+        for p in self.committed_files(table):
+            with self.fs.open(p, "rb") as f:
+                t = pq.read_table(f)
+            keep = pc.invert(pc.is_in(t.column("id"), pa.array(sorted(ids), pa.string())))
+            if pc.all(keep).as_py():
+                continue
+            replaced.append(posixpath.basename(p))
+            rest = t.filter(keep)
+            if rest.num_rows:
+                name = f"{run_id}-rewrite-{posixpath.basename(p)}"
+                with self.fs.open(self.path(STAGING, run_id, table, name), "wb") as f:
+                    pq.write_table(rest, f, compression="zstd")
+                staged.append(name)
+        return staged, replaced
 
     def done_ids(self, tables: tuple[str, ...] = ("clips", "errors")) -> set[str]:
         """Ids already committed in any of `tables` (a result or an error)."""
@@ -104,6 +140,7 @@ class RunStore:
         for table, files in manifest["files"].items():
             for name in files:
                 self._move(run_id, table, name)
+        self._remove(manifest)
         if self.fs.exists(self.path(STAGING, run_id)):
             self.fs.rm(self.path(STAGING, run_id), recursive=True)
         self._drop_empty_staging()
@@ -113,6 +150,15 @@ class RunStore:
         staging = self.path(STAGING)
         if self.fs.exists(staging) and not self.fs.ls(staging, detail=False):
             self.fs.rm(staging, recursive=True)
+
+
+def _removed(manifests: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Per table, the part names that later runs replaced."""
+    out: dict[str, set[str]] = {}
+    for m in manifests:
+        for table, names in m.get("removed", {}).items():
+            out.setdefault(table, set()).update(names)
+    return out
 
 
 def check_writable(out: str, fs: fsspec.AbstractFileSystem, folder: str) -> None:
