@@ -54,13 +54,24 @@ def main() -> None:
     ap.add_argument("--model", help="checkpoint to probe (default: train one on the speech corpus)")
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--latent-dim", type=int, default=32)
+    ap.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm (the Ray loop uses 5)")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench-speech.json")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="speech")
     manifest = speak(root)
     rows = list(csv.DictReader(open(manifest)))
     uris = [os.path.join(root, r["uri"]) for r in rows]
-    model = args.model or quick_checkpoint(os.path.join(root, "ckpt"), manifest, steps=args.steps, hidden=args.hidden)
+    model = args.model or quick_checkpoint(
+        os.path.join(root, "ckpt"),
+        manifest,
+        steps=args.steps,
+        hidden=args.hidden,
+        seed=args.seed,
+        latent_dim=args.latent_dim,
+        grad_clip=args.grad_clip,
+    )
     m = load_model(model)
     from raydist.audio import decode
 

@@ -77,9 +77,18 @@ def moto_s3(bucket: str = "raydist-test") -> Iterator[dict]:
                 os.environ[k] = v
 
 
-def quick_checkpoint(directory: str, manifest: str, steps: int = 150, hidden: int = 32, seed: int = 0) -> str:
+def quick_checkpoint(
+    directory: str,
+    manifest: str,
+    steps: int = 150,
+    hidden: int = 32,
+    seed: int = 0,
+    latent_dim: int = 32,
+    grad_clip: float | None = None,
+) -> str:
     """Train a small VAE in-process (no Ray) on a corpus manifest for `steps` steps and save it:
-    a checkpoint that has learnt something, for codec and probe tests. Returns model.pt's path."""
+    a checkpoint that has learnt something, for codec and probe tests and benchmarks (optionally
+    clipping the gradient norm at `grad_clip`, as the Ray loop does). Returns model.pt's path."""
     import torch
 
     from raydist.config import FeatureConfig, LossConfig, ModelConfig
@@ -93,7 +102,7 @@ def quick_checkpoint(directory: str, manifest: str, steps: int = 150, hidden: in
     features, loss = FeatureConfig(), LossConfig(kl_warmup_steps=steps // 2)
     uris = np.array(resolve_inputs([manifest]).table.column("uri").to_pylist(), dtype=object)
     x = torch.from_numpy(make_windows({"uri": uris}, features.to_dict(), 2.0, 1.0, None)["logmel"])
-    model = AudioVAE(ModelConfig(hidden=hidden))
+    model = AudioVAE(ModelConfig(hidden=hidden, latent_dim=latent_dim))
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for step in range(steps):
         batch = x[torch.randint(0, len(x), (16,))]
@@ -101,6 +110,8 @@ def quick_checkpoint(directory: str, manifest: str, steps: int = 150, hidden: in
         terms = elbo_terms(out["recon"], model.normalize(batch), out["mean"], out["logvar"], loss.free_bits)
         opt.zero_grad()
         total_loss(terms, {"recon": 1.0, "kl_penalty": beta_at(step, loss.beta, loss.kl_warmup_steps)}).backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
     return save_checkpoint(directory, model.eval(), features, loss, step=steps, epoch=1)
 
