@@ -6,6 +6,10 @@ peak memory of the pipeline's stage code on a 1-hour file.
 Prints audio-seconds per second of both and their ratio (target: Ray >= 0.9x fused), then the
 peak RSS of one process running decode_batch + EncodeBatch (the code Ray workers run) on a
 1-hour 44.1 kHz stereo WAV (target: < 1.5 GB).
+
+Both are also run on a quarter of the corpus, which splits each wall time into a fixed start-up
+(process start, imports, model load; for Ray also actor scheduling) and a steady-state rate:
+steady = (audio_all - audio_quarter) / (wall_all - wall_quarter), start-up = the intercept.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ import soundfile as sf
 import torch
 
 
-def make_corpus(root: str, clips: int, seconds: float, sr: int) -> list[str]:
-    rng = np.random.default_rng(0)
+def make_corpus(root: str, clips: int, seconds: float, sr: int, first: int = 0) -> list[str]:
+    rng = np.random.default_rng(first)
     os.makedirs(root, exist_ok=True)
     paths = []
     t = np.arange(int(seconds * sr)) / sr
-    for i in range(clips):
+    for i in range(first, first + clips):
         f0 = rng.uniform(100, 1000)
         x = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.05 * rng.standard_normal(len(t))
         p = os.path.join(root, f"c{i:05d}.wav")
@@ -72,13 +76,13 @@ def fused(paths: list[str], model_uri: str, procs: int, batch: int) -> tuple[flo
     return audio, time.time() - start
 
 
-def ray_pipeline(root: str, model_uri: str, procs: int, batch: int, out: str) -> tuple[float, float]:
+def ray_pipeline(inputs: list[str], model_uri: str, procs: int, batch: int, out: str) -> tuple[float, float]:
     from raydist.config import EmbedConfig
     from raydist.pipeline.embed import embed
     from raydist.session import init_ray
 
     init_ray(num_cpus=procs)
-    s = embed([root], out, model_uri, EmbedConfig(batch_size=batch, actors=procs), progress=False)
+    s = embed(inputs, out, model_uri, EmbedConfig(batch_size=batch, actors=procs), progress=False)
     assert s.failed == 0 and s.ok == s.inputs, s
     return s.audio_s, s.wall_s
 
@@ -109,6 +113,12 @@ def peak_rss_hour(tmp: str, model_uri: str) -> tuple[int, float]:
     return int(frames), float(mb)
 
 
+def split_costs(small: tuple[float, float], full: tuple[float, float]) -> tuple[float, float, float]:
+    """(audio, wall) on a part and on all of the corpus -> (end-to-end rate, steady rate, start-up s)."""
+    steady = (full[0] - small[0]) / max(full[1] - small[1], 1e-9)
+    return full[0] / full[1], steady, small[1] - small[0] / steady
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=1000)
@@ -119,24 +129,28 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="checkpoint (default: an untrained default-size VAE)")
     ap.add_argument("--skip-hour", action="store_true")
     args = ap.parse_args()
+    quarter = max(1, args.clips // 4)
     with tempfile.TemporaryDirectory() as tmp:
         model_uri = args.model or make_model(os.path.join(tmp, "model"))
-        root = os.path.join(tmp, "corpus")
-        paths = make_corpus(root, args.clips, args.seconds, args.rate)
-        f_audio, f_wall = fused(paths, model_uri, args.procs, args.batch)
+        part, rest = os.path.join(tmp, "corpus", "a"), os.path.join(tmp, "corpus", "b")
+        paths = make_corpus(part, quarter, args.seconds, args.rate)
+        paths += make_corpus(rest, args.clips - quarter, args.seconds, args.rate, first=quarter)
         print(f"corpus: {args.clips} clips x {args.seconds:.1f} s at {args.rate} Hz, {args.procs} cores")
-        print(f"fused loop ({args.procs} processes): {f_audio / f_wall:8.1f} audio-s/s ({f_wall:.1f} s)")
-        # a first run on a fresh Ray session pays worker start-up that later ones do not (measured:
-        # it made whichever ran second look 40% faster): warm up on 100 clips, then take the best of 2
-        ray_pipeline(os.path.join(root, "c000*.wav"), model_uri, args.procs, args.batch, os.path.join(tmp, "w"))
-        speed = max(
-            a / w
-            for a, w in (
-                ray_pipeline(root, model_uri, args.procs, args.batch, os.path.join(tmp, f"o{i}")) for i in range(2)
-            )
-        )
-        print(f"ray pipeline + Parquet:      {speed:8.1f} audio-s/s (warm, best of 2)")
-        print(f"ratio ray / fused: {speed / (f_audio / f_wall):.2f}")
+        # best of 2 for each size; a first run on a fresh Ray session pays worker start-up that later
+        # ones do not (measured: it made whichever ran second look 40% faster), so Ray warms up first
+        best = lambda runs: min(runs, key=lambda r: r[1])  # noqa: E731
+        f_small = best([fused(paths[:quarter], model_uri, args.procs, args.batch) for _ in range(2)])
+        f_full = best([fused(paths, model_uri, args.procs, args.batch) for _ in range(2)])
+        ray_pipeline([os.path.join(part, "c000*.wav")], model_uri, args.procs, args.batch, os.path.join(tmp, "w"))
+        run = lambda inputs, tag: ray_pipeline(inputs, model_uri, args.procs, args.batch, os.path.join(tmp, tag))  # noqa: E731
+        r_small = best([run([part], f"s{i}") for i in range(2)])
+        r_full = best([run([part, rest], f"f{i}") for i in range(2)])
+        fe, fs, fu = split_costs(f_small, f_full)
+        re, rs, ru = split_costs(r_small, r_full)
+        print(f"{'':30s} {'end to end':>12s} {'steady state':>13s} {'start-up':>9s}")
+        print(f"{f'fused loop ({args.procs} processes)':30s} {fe:8.1f} a-s/s {fs:9.1f} a-s/s {fu:7.1f} s")
+        print(f"{'ray pipeline + Parquet (warm)':30s} {re:8.1f} a-s/s {rs:9.1f} a-s/s {ru:7.1f} s")
+        print(f"ratio ray / fused: end to end {re / fe:.2f}, steady state {rs / fs:.2f}")
         if not args.skip_hour:
             frames, mb = peak_rss_hour(tmp, model_uri)
             print(f"1-hour 44.1 kHz stereo WAV: {frames} latent frames, peak RSS {mb:.0f} MB in one process")

@@ -101,6 +101,14 @@ def test_logmel_of_a_tone_peaks_in_the_right_band():
     assert abs(centre - 1000.0) < 100.0, (peak, centre)
 
 
+def test_logmel_equals_torchaudio_melspectrogram():
+    cfg = FeatureConfig()
+    x = torch.randn(3, 16000 + 123)
+    lm = LogMel(cfg)
+    reference = torch.log(torch.clamp(lm.mel(x), min=cfg.log_floor))  # torchaudio's own |z|^2 path
+    torch.testing.assert_close(lm(x), reference, atol=1e-4, rtol=0)
+
+
 def test_logmel_frame_ranges_equal_the_whole():
     cfg = FeatureConfig()
     x = torch.randn(16000 * 3 + 77)

@@ -18,8 +18,9 @@ import ray
 from raydist.config import EmbedConfig
 from raydist.inputs import resolve_inputs
 from raydist.model.checkpoint import load_model
-from raydist.pipeline.stages import CompressBatch, EncodeBatch, decode_batch, split_codes, split_tables, write_parts
+from raydist.pipeline.stages import CompressBatch, EncodeBatch, decode_batch
 from raydist.pipeline.store import STAGING, RunStore
+from raydist.pipeline.write import split_codes, split_tables, write_parts
 from raydist.schema import SCHEMA_VERSION
 
 

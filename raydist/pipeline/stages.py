@@ -3,27 +3,25 @@ batch) and runs without Ray, so tests call them on hand-built tables.
 
 decode_batch  (CPU tasks)     inputs -> mono waveforms at the model rate, or error rows
 EncodeBatch   (actor pool)    waveforms -> latents, clip features, segments, or error rows
-write_parts   (CPU tasks)     results -> one Parquet part per table in the run's staging folder
+CompressBatch (actor pool)    waveforms -> int8 codes, or error rows
+
+The writer tasks that follow them live in `raydist.pipeline.write`, which does not import torch.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import posixpath
-from typing import Any, Callable
+from typing import Any
 
-import fsspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from raydist.audio import AudioError, decode
 from raydist.codec import quantize
 from raydist.config import EmbedConfig
 from raydist.embedding import Latents, encode_many, min_samples, scene_embedding, timestamps_s
 from raydist.model.checkpoint import LoadedModel, load_model
-from raydist.schema import CLIPS, CODES, ERRORS, SEGMENTS, frames_schema, list_array, matrix_array
+from raydist.schema import list_array, matrix_array
 from raydist.segmentation import segment, with_activity
 
 SILENCE_BELOW_PEAK = 6.9  # nats of log-mel power (30 dB) under the clip's loudest frame
@@ -202,7 +200,7 @@ class CompressBatch(EncodeBatch):
 
     def _rows(self, batch: pa.Table, results: list[Latents | None], errs: dict[str, list]) -> pa.Table:
         codes = [quantize(lat.mean) if lat is not None else None for lat in results]
-        lengths = pa.compute.list_value_length(batch.column("wave")).to_pylist()  # samples at the model rate
+        lengths = pc.list_value_length(batch.column("wave")).to_pylist()  # samples at the model rate
         out = {k: batch.column(k) for k in ("id", "uri", "duration_s", "sample_rate", "channels", "source_bytes")}
         out["num_samples"] = pa.array([n if c else None for n, c in zip(lengths, codes)], pa.int64())
         out["n_frames"] = pa.array([c.n_frames if c else None for c in codes], pa.int32())
@@ -210,27 +208,6 @@ class CompressBatch(EncodeBatch):
         out["codes"] = pa.array([c.codes if c else None for c in codes], pa.binary())
         out.update({k: pa.array(v, pa.string()) for k, v in errs.items()})
         return pa.table(out)
-
-
-def split_codes(batch: pa.Table, dtype: str) -> dict[str, pa.Table]:
-    """A batch of compressed rows -> the codes and errors tables."""
-    ok = pa.compute.is_null(batch.column("error_stage"))
-    return {
-        "codes": batch.filter(ok).select(CODES.names).cast(CODES),
-        "errors": _errors(batch.filter(pa.compute.invert(ok))),
-    }
-
-
-def _errors(bad: pa.Table) -> pa.Table:
-    return pa.table(
-        {
-            "id": bad.column("id"),
-            "uri": bad.column("uri"),
-            "stage": bad.column("error_stage"),
-            "error_type": bad.column("error_type"),
-            "message": bad.column("error_message"),
-        }
-    ).cast(ERRORS)
 
 
 def _mask(arr: pa.ListArray, null: pa.Array) -> pa.ListArray:
@@ -251,124 +228,3 @@ def _edge_s(m: LoadedModel, j: int, n_frames: int, duration: float) -> float:
 def boundary_s(m: LoadedModel, j: int) -> float:
     """Time of the boundary before latent frame j: between its first mel frame and the one before."""
     return max(0.0, (j * m.vae.cfg.downsample - 0.5) * m.features.hop_length / m.features.sample_rate)
-
-
-# ---------------------------------------------------------------- write (CPU tasks)
-
-
-def split_tables(batch: pa.Table, dtype: str) -> dict[str, pa.Table]:
-    """A batch of wide result rows -> the four output tables."""
-    ok = pa.compute.is_null(batch.column("error_stage"))
-    good, bad = batch.filter(ok), batch.filter(pa.compute.invert(ok))
-    frames = good.select(frames_schema(dtype).names)
-    seg_counts = (
-        pa.compute.list_value_length(good.column("seg_start")).to_numpy(zero_copy_only=False)
-        if good.num_rows
-        else np.zeros(0, int)
-    )
-    clips = pa.table(
-        {
-            **{
-                k: good.column(k)
-                for k in (
-                    "id",
-                    "uri",
-                    "label",
-                    "split",
-                    "duration_s",
-                    "sample_rate",
-                    "channels",
-                    "format",
-                    "n_frames",
-                    "embedding",
-                    "energy_mean",
-                    "active_fraction",
-                )
-            },
-            "n_segments": pa.array(seg_counts, pa.int32()),
-        }
-    )
-    ids = np.repeat(np.array(good.column("id").to_pylist(), dtype=object), seg_counts)
-    seg_index = np.concatenate([np.arange(c) for c in seg_counts]) if len(seg_counts) else np.zeros(0)
-    segments = pa.table(
-        {
-            "id": pa.array(ids, pa.string()),
-            "segment": pa.array(seg_index, pa.int32()),
-            "start_s": pa.compute.list_flatten(good.column("seg_start")),
-            "end_s": pa.compute.list_flatten(good.column("seg_end")),
-            "boundary_score": pa.compute.list_flatten(good.column("seg_score")),
-            "active_fraction": pa.compute.list_flatten(good.column("seg_active")),
-            "embedding": pa.compute.list_flatten(good.column("seg_embedding")),
-        }
-    )
-    return {
-        "frames": frames.cast(frames_schema(dtype)),
-        "clips": clips.cast(CLIPS),
-        "segments": segments.cast(SEGMENTS),
-        "errors": _errors(bad),
-    }
-
-
-def part_name(run_id: str, ids: list[str]) -> str:
-    """Deterministic from the batch's ids: a retried task overwrites its own earlier attempt."""
-    digest = hashlib.sha1("\n".join(sorted(ids)).encode()).hexdigest()[:16]
-    return f"part-{run_id}-{digest}.parquet"
-
-
-def write_parts(
-    batch: pa.Table,
-    split: Callable[[pa.Table, str], dict[str, pa.Table]],
-    staging: str,
-    run_id: str,
-    dtype: str,
-    metadata: dict[str, str],
-    storage_options: dict | None = None,
-) -> pa.Table:
-    """Write one Parquet part per non-empty table under `staging`/<table>/; return a summary row."""
-    tables = split(batch, dtype)
-    ids = batch.column("id").to_pylist()
-    name = part_name(run_id, ids)
-    written, sizes = [], []
-    for table_name, table in tables.items():
-        if table.num_rows == 0:
-            continue
-        table = table.replace_schema_metadata(
-            {
-                **(table.schema.metadata or {}),
-                **{k.encode(): v.encode() for k, v in metadata.items()},
-                b"raydist.table": table_name.encode(),
-            }
-        )
-        buf = io.BytesIO()
-        pq.write_table(table, buf, row_group_size=1000 if table_name == "frames" else 100_000, compression="zstd")
-        with fsspec.open(posixpath.join(staging, table_name, name), "wb", **(storage_options or {})) as f:
-            f.write(buf.getvalue())
-        written.append(table_name)
-        sizes.append(buf.getbuffer().nbytes)
-    good = batch.filter(pa.compute.is_null(batch.column("error_stage")))
-    pcm16 = pa.compute.multiply(
-        pa.compute.multiply(good.column("duration_s"), good.column("sample_rate").cast(pa.float64())),
-        good.column("channels").cast(pa.float64()),
-    )
-    payload = (
-        sum(
-            len(c) + 2 * len(s)
-            for c, s in zip(tables["codes"].column("codes").to_pylist(), tables["codes"].column("scale").to_pylist())
-        )
-        if "codes" in tables
-        else 0
-    )
-    return pa.table(
-        {
-            "part": [name],
-            "tables": [written],
-            "written_bytes": [sizes],
-            "ok": [good.num_rows],
-            "failed": [tables["errors"].num_rows],
-            "audio_s": [float(pa.compute.sum(good.column("duration_s")).as_py() or 0.0)],
-            "source_bytes": [int(pa.compute.sum(good.column("source_bytes")).as_py() or 0)],
-            "pcm16_bytes": [2.0 * float(pa.compute.sum(pcm16).as_py() or 0.0)],
-            "payload_bytes": [payload],
-            "ids": [ids],
-        }
-    )
