@@ -108,11 +108,19 @@ def test_frames_and_segments_line_up_with_clips(run):
         assert r["frame_rate"] == 12.5 and r["start_s"] == pytest.approx(0.035)
         assert r["logvar"] is None
     segs = read_table(out, "segments").to_pylist()
+    frame_rows = {r["id"]: r for r in frames.to_pylist()}
     for clip_id, clip in clips.items():
         mine = sorted((s for s in segs if s["id"] == clip_id), key=lambda s: s["segment"])
         assert len(mine) == clip["n_segments"] >= 1
         assert mine[0]["start_s"] == 0.0 and mine[-1]["end_s"] == pytest.approx(clip["duration_s"])
         assert all(a["end_s"] == b["start_s"] for a, b in zip(mine, mine[1:]))  # contiguous
+        # each segment's embedding is the mean of its frames' latent means (frames stored as float16);
+        # a boundary before frame j sits at (8 j - 0.5) hops of 10 ms
+        latents = np.array(frame_rows[clip_id]["mean"], np.float32)
+        edges = [round((s["start_s"] / 0.01 + 0.5) / 8) if s["segment"] else 0 for s in mine] + [len(latents)]
+        for s, j0, j1 in zip(mine, edges, edges[1:]):
+            assert j1 > j0 and 0.0 <= s["active_fraction"] <= 1.0
+            np.testing.assert_allclose(s["embedding"], latents[j0:j1].mean(0), rtol=1e-2, atol=5e-3)
 
 
 def test_outputs_read_without_raydist(run):

@@ -168,11 +168,15 @@ class EncodeBatch:
             cols["embedding"].append(scene_embedding(lat.mean))
             cols["energy_mean"].append(float(lat.energy.mean()))
             cols["active_fraction"].append(float(active.mean()))
+            starts = np.array([s.start for s in segs])
+            lengths = np.diff(np.append(starts, len(lat.mean)))[:, None]  # segments tile the clip, none empty
             cols["seg_start"].append(np.array([_edge_s(m, s.start, len(lat.mean), duration) for s in segs]))
             cols["seg_end"].append(np.array([_edge_s(m, s.stop, len(lat.mean), duration) for s in segs]))
             cols["seg_score"].append(np.array([s.score for s in segs], np.float32))
-            cols["seg_active"].append(np.array([active[s.start : s.stop].mean() for s in segs], np.float32))
-            cols["seg_embedding"].append(np.stack([lat.mean[s.start : s.stop].mean(0) for s in segs]))
+            cols["seg_active"].append(
+                (np.add.reduceat(active.astype(np.float32), starts) / lengths[:, 0]).astype(np.float32)
+            )
+            cols["seg_embedding"].append(np.add.reduceat(lat.mean, starts, axis=0, dtype=np.float64) / lengths)
         out = {
             k: batch.column(k)
             for k in ("id", "uri", "label", "split", "sample_rate", "channels", "format", "duration_s", "source_bytes")
