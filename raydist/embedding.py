@@ -16,6 +16,7 @@ import torch
 
 from raydist.audio.errors import TooShortError
 from raydist.audio.features import num_frames
+from raydist.config import FeatureConfig
 from raydist.model.checkpoint import LoadedModel
 from raydist.model.vae import AudioVAE, receptive_field
 
@@ -43,6 +44,11 @@ def timestamps_s(m: LoadedModel, n_latents: int) -> np.ndarray:
     """Centre time in seconds of each latent frame (float64: no drift on long audio)."""
     d, hop, sr = m.vae.cfg.downsample, m.features.hop_length, m.features.sample_rate
     return (np.arange(n_latents, dtype=np.float64) * d + (d - 1) / 2) * hop / sr
+
+
+def boundary_s(j: int, downsample: int, features: FeatureConfig) -> float:
+    """Time of the boundary before latent frame j: between its first mel frame and the one before."""
+    return max(0.0, (j * downsample - 0.5) * features.hop_length / features.sample_rate)
 
 
 def _pool_energy(logmel: torch.Tensor, d: int, n_latents: int) -> torch.Tensor:

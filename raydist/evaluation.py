@@ -16,6 +16,7 @@ from raydist import plots
 from raydist.audio import LogMel, decode
 from raydist.boundaries import boundary_scores
 from raydist.config import EmbedConfig, FeatureConfig
+from raydist.embedding import boundary_s
 from raydist.pipeline.store import read_table
 from raydist.probe import baseline_features, probe
 from raydist.segmentation import segment
@@ -90,7 +91,7 @@ def boundary_times(seq: np.ndarray, downsample: int = 8, cfg: EmbedConfig = Embe
     features = FeatureConfig()
     half, gap = cfg.novelty_frames(features.frame_rate / downsample)
     segs, _ = segment(seq, half, gap, cfg.novelty_threshold)
-    return [(s.start * downsample - 0.5) * features.hop_length / features.sample_rate for s in segs[1:]]
+    return [boundary_s(s.start, downsample, features) for s in segs[1:]]
 
 
 def logmel_boundaries(uri: str, downsample: int = 8, cfg: EmbedConfig = EmbedConfig()) -> list[float]:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from raydist.audio import AudioError, decode
 from raydist.codec import quantize
 from raydist.config import EmbedConfig
-from raydist.embedding import Latents, encode_many, min_samples, scene_embedding, timestamps_s
+from raydist.embedding import Latents, boundary_s, encode_many, min_samples, scene_embedding, timestamps_s
 from raydist.model.checkpoint import LoadedModel, load_model
 from raydist.schema import list_array, matrix_array
 from raydist.segmentation import segment, with_activity
@@ -169,14 +169,12 @@ class EncodeBatch:
             cols["energy_mean"].append(float(lat.energy.mean()))
             cols["active_fraction"].append(float(active.mean()))
             starts = np.array([s.start for s in segs])
-            lengths = np.diff(np.append(starts, len(lat.mean)))[:, None]  # segments tile the clip, none empty
+            lengths = np.diff(np.append(starts, len(lat.mean)))  # segments tile the clip, none empty
             cols["seg_start"].append(np.array([_edge_s(m, s.start, len(lat.mean), duration) for s in segs]))
             cols["seg_end"].append(np.array([_edge_s(m, s.stop, len(lat.mean), duration) for s in segs]))
             cols["seg_score"].append(np.array([s.score for s in segs], np.float32))
-            cols["seg_active"].append(
-                (np.add.reduceat(active.astype(np.float32), starts) / lengths[:, 0]).astype(np.float32)
-            )
-            cols["seg_embedding"].append(np.add.reduceat(lat.mean, starts, axis=0, dtype=np.float64) / lengths)
+            cols["seg_active"].append((np.add.reduceat(active.astype(np.float32), starts) / lengths).astype(np.float32))
+            cols["seg_embedding"].append(np.add.reduceat(lat.mean, starts, axis=0, dtype=np.float64) / lengths[:, None])
         out = {
             k: batch.column(k)
             for k in ("id", "uri", "label", "split", "sample_rate", "channels", "format", "duration_s", "source_bytes")
@@ -226,9 +224,4 @@ def _too_short(msg: str) -> Exception:
 
 def _edge_s(m: LoadedModel, j: int, n_frames: int, duration: float) -> float:
     """Segment edge time: 0 at the start, the clip's duration at the end, else boundary_s."""
-    return 0.0 if j == 0 else duration if j >= n_frames else boundary_s(m, j)
-
-
-def boundary_s(m: LoadedModel, j: int) -> float:
-    """Time of the boundary before latent frame j: between its first mel frame and the one before."""
-    return max(0.0, (j * m.vae.cfg.downsample - 0.5) * m.features.hop_length / m.features.sample_rate)
+    return 0.0 if j == 0 else duration if j >= n_frames else boundary_s(j, m.vae.cfg.downsample, m.features)
