@@ -1,8 +1,9 @@
 """raydist's latent codec beside Opus on the same corpus, with the same metrics.
 
-    .venv/bin/python bench/bench_codec.py --clips 40 --steps 400
+    .venv/bin/python bench/bench_codec.py --clips 40
 
-Trains a VAE in-process on the built-in corpus (or takes --model), compresses and decompresses
+Trains a VAE on the built-in corpus with the shipped trainer's step and settings
+(`raydist.train.local`, --epochs), or takes --model, compresses and decompresses
 the corpus with raydist on a local Ray, encodes the same clips (16 kHz mono) with Opus through
 soundfile at its lowest bitrates, and prints one table: kbps from the bytes on disk, log-mel L1,
 multi-resolution STFT distance and SI-SDR (means over clips).
@@ -19,9 +20,11 @@ import numpy as np
 import soundfile as sf
 
 from raydist.audio import decode
-from raydist.corpus import write_corpus
-from raydist.inputs import resolve_inputs
-from raydist.quality import compare, evaluate_pairs
+from raydist.config import TrainConfig
+from raydist.demo.corpus import write_corpus
+from raydist.eval.quality import compare, evaluate_pairs
+from raydist.io.inputs import resolve_inputs
+from raydist.train.local import train_local
 
 OPUS_LEVELS = (1.0, 0.97, 0.95)  # soundfile compression_level -> about 7, 12 and 20 kbps
 
@@ -48,8 +51,9 @@ def _mean(scores: list[dict]) -> dict:
 
 
 def raydist_row(manifest: str, model: str, tmp: str) -> dict:
-    from raydist.pipeline.codec import codec_report, compress, decompress
-    from raydist.session import init_ray
+    from raydist.cluster.session import init_ray
+    from raydist.pipeline.compress import codec_report, compress
+    from raydist.pipeline.decompress import decompress
 
     init_ray()
     codes, decoded = os.path.join(tmp, "codes"), os.path.join(tmp, "decoded")
@@ -66,16 +70,14 @@ def raydist_row(manifest: str, model: str, tmp: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=40)
-    ap.add_argument("--steps", type=int, default=400, help="in-process training steps when no --model")
+    ap.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="training epochs when no --model")
     ap.add_argument("--model", default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_corpus(os.path.join(tmp, "corpus"), n_clips=args.clips, seed=7)
         model = args.model
         if model is None:
-            from raydist.testing import quick_checkpoint
-
-            model = quick_checkpoint(os.path.join(tmp, "model"), manifest, steps=args.steps, hidden=128)
+            model = train_local([manifest], os.path.join(tmp, "model"), TrainConfig(epochs=args.epochs))
         rows = [raydist_row(manifest, model, tmp), *opus_rows(manifest)]
     print(f"{'codec':24s} {'kbps':>7s} {'logmel_l1':>10s} {'mrstft':>8s} {'si_sdr':>8s}")
     for r in rows:

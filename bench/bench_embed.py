@@ -56,7 +56,7 @@ def _fused_worker(args) -> float:
     paths, model_uri, batch = args
     torch.set_num_threads(1)
     from raydist.audio import decode
-    from raydist.embedding import encode_many
+    from raydist.embedding.encode import encode_many
     from raydist.model.checkpoint import load_model
 
     m = load_model(model_uri)
@@ -77,12 +77,12 @@ def fused(paths: list[str], model_uri: str, procs: int, batch: int) -> tuple[flo
 
 
 def ray_pipeline(inputs: list[str], model_uri: str, procs: int, batch: int, out: str) -> tuple[float, float]:
-    from raydist.config import EmbedConfig
+    from raydist.cluster.session import init_ray
+    from raydist.config import ResourceConfig
     from raydist.pipeline.embed import embed
-    from raydist.session import init_ray
 
     init_ray(num_cpus=procs)
-    s = embed(inputs, out, model_uri, EmbedConfig(batch_size=batch, actors=procs), progress=False)
+    s = embed(inputs, out, model_uri, ResourceConfig(batch_size=batch, actors=procs), progress=False)
     assert s.failed == 0 and s.ok == s.inputs, s
     return s.audio_s, s.wall_s
 
@@ -90,12 +90,12 @@ def ray_pipeline(inputs: list[str], model_uri: str, procs: int, batch: int, out:
 PEAK_CODE = """
 import resource, sys, torch, pyarrow as pa
 torch.set_num_threads(1)
-from raydist.pipeline.stages import decode_batch, EncodeBatch
-from raydist.config import EmbedConfig
+from raydist.pipeline.decode import decode_batch
+from raydist.pipeline.embed import EncodeBatch
 t = pa.table({"id": ["hour"], "uri": [sys.argv[1]], "label": [None], "split": [None]},
              schema=pa.schema([("id", pa.string()), ("uri", pa.string()), ("label", pa.string()), ("split", pa.string())]))
 decoded = decode_batch(t, 16000)
-out = EncodeBatch(sys.argv[2], EmbedConfig().to_dict())(decoded)
+out = EncodeBatch(sys.argv[2], {})(decoded)
 assert out.column("error_stage")[0].as_py() is None, out.column("error_message")[0]
 print(out.column("n_frames")[0].as_py(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """

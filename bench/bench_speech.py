@@ -1,10 +1,11 @@
 """Linear probes on real synthesized speech: VAE clip embeddings against log-mel and MFCC baselines.
 
     apt-get install espeak-ng
-    .venv/bin/python bench/bench_speech.py --steps 800
+    .venv/bin/python bench/bench_speech.py --epochs 20
 
 Speaks WORDS with every voice in VOICES at every speed in SPEEDS (espeak-ng, 22.05 kHz WAV), trains
-a VAE in-process on that corpus (or takes --model), and runs the grouped 5-fold logistic probe on
+a VAE on that corpus with the shipped trainer's step and settings (`raydist.train.local`), or takes
+--model, and runs the grouped 5-fold logistic probe on
 two tasks: which word (folds grouped by voice: unseen voices at test time) and which voice (folds
 grouped by word). Prints one table and writes it as JSON.
 """
@@ -22,10 +23,12 @@ import tempfile
 
 import numpy as np
 
-from raydist.embedding import encode_many, scene_embedding
+from raydist.config import ModelConfig, TrainConfig
+from raydist.embedding.encode import encode_many
+from raydist.embedding.features import scene_embedding
+from raydist.eval.probe import baseline_features, probe
 from raydist.model.checkpoint import load_model
-from raydist.probe import baseline_features, probe
-from raydist.testing import quick_checkpoint
+from raydist.train.local import train_local
 
 WORDS = ("yes", "no", "stop", "go", "left", "right", "seven", "zero")
 VOICES = ("en-us", "en-gb", "en-us+f3", "en-gb+m3", "en-us+f5", "en-gb-scotland", "en-us+m7", "en-029")
@@ -52,10 +55,9 @@ def speak(root: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="checkpoint to probe (default: train one on the speech corpus)")
-    ap.add_argument("--steps", type=int, default=800)
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--latent-dim", type=int, default=32)
-    ap.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm (the Ray loop uses 5)")
+    ap.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="training epochs (shipped default)")
+    ap.add_argument("--steps", type=int, help="train exactly this many steps instead")
+    ap.add_argument("--latent-dim", type=int, default=ModelConfig.latent_dim)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench-speech.json")
     args = ap.parse_args()
@@ -63,14 +65,9 @@ def main() -> None:
     manifest = speak(root)
     rows = list(csv.DictReader(open(manifest)))
     uris = [os.path.join(root, r["uri"]) for r in rows]
-    model = args.model or quick_checkpoint(
-        os.path.join(root, "ckpt"),
-        manifest,
-        steps=args.steps,
-        hidden=args.hidden,
-        seed=args.seed,
-        latent_dim=args.latent_dim,
-        grad_clip=args.grad_clip,
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed)
+    model = args.model or train_local(
+        [manifest], os.path.join(root, "ckpt"), cfg, ModelConfig(latent_dim=args.latent_dim), steps=args.steps
     )
     m = load_model(model)
     from raydist.audio import decode
@@ -78,8 +75,8 @@ def main() -> None:
     waves = [decode(u, m.features.sample_rate)[0] for u in uris]
     features = {
         "vae": np.stack([scene_embedding(lat.mean) for lat in encode_many(m, waves)]),
-        "logmel": baseline_features(uris, "logmel"),
-        "mfcc": baseline_features(uris, "mfcc"),
+        "logmel": baseline_features(uris, "logmel", m.features),
+        "mfcc": baseline_features(uris, "mfcc", m.features),
     }
     words, voices = [r["label"] for r in rows], [r["voice"] for r in rows]
     report = {"clips": len(rows), "model": model}

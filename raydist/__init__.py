@@ -6,7 +6,7 @@ __all__ = ["__version__", "load_model"]
 
 
 def __getattr__(name: str):
-    # lazy: `import raydist.schema` (the Parquet writers, readers) must not pay for a torch import
+    # lazy: `import raydist.io.schema` (the Parquet writers, readers) must not pay for a torch import
     if name == "load_model":
         from raydist.model.checkpoint import load_model
 

@@ -8,7 +8,7 @@ unknown keys raise, so a typo or a foreign config is caught early.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -36,8 +36,19 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**values)
 
 
+class Config:
+    """JSON round trip shared by every config: to_dict, and from_dict that refuses unknown keys."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        return config_from_dict(cls, data)
+
+
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(Config):
     """The log-mel front end. Saved with every checkpoint."""
 
     sample_rate: int = 16000  # model rate; every input is resampled to it
@@ -61,16 +72,9 @@ class FeatureConfig:
     def frame_rate(self) -> float:
         return self.sample_rate / self.hop_length
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FeatureConfig":
-        return config_from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Config):
     """The VAE's shape. Saved with every checkpoint."""
 
     n_mels: int = 64  # input channels; must equal FeatureConfig.n_mels
@@ -89,32 +93,18 @@ class ModelConfig:
     def downsample(self) -> int:
         return 2**self.n_down
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        return config_from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(Config):
     """ELBO weights. Loss terms are named; weights are keyed by the same names."""
 
     beta: float = 0.05  # weight of KL(q(z|x) || N(0, I)) after warm-up
     kl_warmup_steps: int = 200  # beta ramps linearly from 0 over this many steps
     free_bits: float = 0.05  # nats per latent dim and frame below which KL is not penalised
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LossConfig":
-        return config_from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Ray Train settings. Saved in the run's train_config.json."""
 
     workers: int = 2  # Ray Train workers (DDP ranks)
@@ -144,46 +134,68 @@ class TrainConfig:
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        return config_from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class EmbedConfig:
-    """Ray Data embedding settings. Saved in each run manifest."""
+class ResourceConfig(Config):
+    """How a Ray Data run (embed, compress, decompress) uses the cluster. Saved in each run manifest."""
 
     batch_size: int = 32  # clips per encoder call (equal-length clips share a forward pass)
-    actors: int = 0  # encoder actors; 0 = one per GPU, or one per 2 CPUs on CPU-only clusters
+    actors: int = 0  # encoder actors; 0 = one per GPU, or one per CPU on CPU-only clusters
     cpus_per_actor: float = 0.5  # fractional so decode tasks always find a CPU (no deadlock)
     gpus_per_actor: float = 0.0  # 0 = auto: 1 when the cluster has GPUs
     decode_batch: int = 32  # files per decode task (fewer, larger tasks keep the encoders fed)
     decode_cpus: float = 0.5  # CPUs per decode task (0.5 measured 25% faster than 1 on 2 cores)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.decode_batch < 1:
+            raise ValueError(f"batch_size and decode_batch must be >= 1: {self}")
+        if self.actors < 0 or self.cpus_per_actor <= 0 or self.gpus_per_actor < 0 or self.decode_cpus <= 0:
+            raise ValueError(f"actors and gpus_per_actor must be >= 0, CPUs per actor and task > 0: {self}")
+
+
+@dataclass(frozen=True)
+class OutputConfig(Config):
+    """What an embedding run writes. Saved in each run manifest."""
+
     rows_per_file: int = 2000  # clips per output Parquet file (per table)
     dtype: str = "float16"  # float16 | float32 for frame-level latents
     keep_logvar: bool = False  # also write per-frame latent log-variance
-    novelty_s: float = 0.25  # half-width of the novelty window, seconds (0.5 s missed short gaps)
-    min_segment_s: float = 0.15  # shortest segment; also a peak's neighbourhood and the end margin
-    novelty_threshold: float = 1.0  # peaks must exceed median + threshold * MAD of the novelty curve
-    activity_weight: float = 1.0  # weight of the energy channel in the novelty curve (0 = latents only)
-    retry_errors: bool = False  # on a rerun, process again the inputs whose only record is an error row
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
-        if self.batch_size < 1 or self.rows_per_file < 1 or self.decode_batch < 1:
-            raise ValueError(f"batch_size, rows_per_file and decode_batch must be >= 1: {self}")
+        if self.rows_per_file < 1:
+            raise ValueError(f"rows_per_file must be >= 1, got {self.rows_per_file}")
+
+
+@dataclass(frozen=True)
+class SegmentConfig(Config):
+    """Segmentation of the latent sequence (novelty + peak picking). Saved in each run manifest;
+    `raydist segment-eval` reads it back from there."""
+
+    novelty_s: float = 0.25  # half-width of the novelty window, seconds (0.5 s missed short gaps)
+    min_segment_s: float = 0.15  # shortest segment; also a peak's neighbourhood and the end margin
+    novelty_threshold: float = 1.0  # peaks must exceed median + threshold * MAD of the novelty curve
+    activity_weight: float = 1.0  # weight of the energy channel in the novelty curve (0 = latents only)
+
+    def __post_init__(self) -> None:
+        if self.novelty_s <= 0 or self.min_segment_s <= 0 or self.activity_weight < 0:
+            raise ValueError(f"novelty_s and min_segment_s must be > 0, activity_weight >= 0: {self}")
 
     def novelty_frames(self, frame_rate: float) -> tuple[int, int]:
         """(novelty half-width, minimum gap) in frames at `frame_rate` frames per second."""
         return max(1, round(self.novelty_s * frame_rate)), max(1, round(self.min_segment_s * frame_rate))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EmbedConfig":
-        return config_from_dict(cls, data)
+def split_embed_config(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Upgrade an old run manifest's single `embed_config` (before 0.2) to the three configs that
+    replaced it: resource_config, output_config, segment_config (retry_errors was a run option)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, cls in (
+        ("resource_config", ResourceConfig),
+        ("output_config", OutputConfig),
+        ("segment_config", SegmentConfig),
+    ):
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        out[key] = {k: v for k, v in data.items() if k in names}
+    return out

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from raydist.embedding import encode_many, scene_embedding, timestamps_s
+from raydist.embedding.encode import encode_many, timestamps_s
+from raydist.embedding.features import scene_embedding
 from raydist.model.checkpoint import LoadedModel
 from raydist.model.checkpoint import load_model as _load
 

@@ -10,11 +10,11 @@ os.environ["RAY_AUTH_MODE"] = "token"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from kit import moto_s3
 
 from raydist.config import FeatureConfig, LossConfig, ModelConfig
 from raydist.model.checkpoint import save_checkpoint
 from raydist.model.vae import AudioVAE
-from raydist.testing import moto_s3
 
 SMALL_MODEL = ModelConfig(hidden=32)
 
@@ -24,7 +24,7 @@ def ray_session():
     """One local Ray for every test that needs it (2 CPUs, like CI)."""
     import ray
 
-    from raydist.session import init_ray
+    from raydist.cluster.session import init_ray
 
     init_ray(num_cpus=2)
     yield ray

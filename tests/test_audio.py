@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from kit import dominant_freq, write_tone
 
 from raydist.audio import DecodeError, EmptyAudioError, LogMel, NonFiniteAudioError, ReadError, decode, resample
 from raydist.audio.features import num_frames
+from raydist.audio.synth import tone
 from raydist.config import FeatureConfig
-from raydist.synth import tone
-from raydist.testing import dominant_freq, write_tone
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ def test_console_script_is_installed():
 
 def test_train_options_reach_the_config(tmp_path, monkeypatch):
     """Every train option maps onto its TrainConfig field (caught: --placement was once dropped)."""
-    import raydist.session
+    import raydist.cluster.session
     import raydist.train.trainer as trainer
 
     seen = {}
@@ -46,7 +46,7 @@ def test_train_options_reach_the_config(tmp_path, monkeypatch):
         raise trainer.TrainError("stop here")
 
     monkeypatch.setattr(trainer, "train", fake_train)
-    monkeypatch.setattr(raydist.session, "init_ray", lambda address=None, num_cpus=None: None)
+    monkeypatch.setattr(raydist.cluster.session, "init_ray", lambda address=None, num_cpus=None: None)
     args = [
         "train",
         str(tmp_path),

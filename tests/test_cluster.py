@@ -9,12 +9,12 @@ import sys
 
 import pytest
 import yaml
+from kit import local_cluster
 
-from raydist import submit as sub
-from raydist.corpus import write_corpus
+from raydist.cluster import submit as sub
+from raydist.demo.corpus import write_corpus
+from raydist.io.store import read_table
 from raydist.model.checkpoint import read_checkpoint
-from raydist.pipeline.store import read_table
-from raydist.testing import local_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,17 +9,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from kit import dominant_freq, quick_checkpoint
 
 from raydist.audio import LogMel, decode
-from raydist.codec import LEVELS, MelInverter, dequantize, latents_to_audio, quantize
+from raydist.audio.synth import harmonic, tone
+from raydist.codec.format import LEVELS, CodecError, dequantize, quantize, safe_relpath
+from raydist.codec.inversion import MelInverter, latents_to_audio
 from raydist.config import FeatureConfig
-from raydist.corpus import write_corpus
+from raydist.demo.corpus import write_corpus
+from raydist.eval.quality import compare, evaluate_pairs, si_sdr
+from raydist.io.store import RunStore, read_table
 from raydist.model.checkpoint import load_model
-from raydist.pipeline.codec import CodecError, codec_report, compress, decompress, safe_relpath
-from raydist.pipeline.store import RunStore, read_table
-from raydist.quality import compare, evaluate_pairs, si_sdr
-from raydist.synth import harmonic, tone
-from raydist.testing import dominant_freq, quick_checkpoint
+from raydist.pipeline.compress import codec_report, compress
+from raydist.pipeline.decompress import decompress
 
 
 def test_quantisation_error_is_within_half_a_step():
@@ -137,7 +139,7 @@ def test_compress_decompress_round_trip(ray_session, corpus, trained, checkpoint
 
 
 def test_generate_and_interpolate(trained, corpus, tmp_path):
-    from raydist.generation import interpolate, sample
+    from raydist.codec.generate import interpolate, sample
 
     m = load_model(trained)
     paths = sample(m, str(tmp_path / "gen"), n=3, seconds=1.5)
@@ -154,9 +156,48 @@ def test_generate_and_interpolate(trained, corpus, tmp_path):
 def test_decoder_output_tracks_the_input_pitch(trained):
     m = load_model(trained)
     x = harmonic(330.0, 1.5, 16000)
-    from raydist.embedding import encode_many
+    from raydist.embedding.encode import encode_many
 
     (lat,) = encode_many(m, [x])
     y = latents_to_audio(m, lat.mean, len(x))
     assert len(y) == len(x) and np.isfinite(y).all()
     assert compare(x, y)["logmel_l1"] < compare(x, np.zeros_like(x) + 1e-6)["logmel_l1"]
+
+
+def test_byte_arithmetic_is_one_formula():
+    from raydist.codec.format import payload_bytes, pcm16_bytes
+
+    c = quantize(np.ones((25, 8), np.float32))
+    assert c.payload_bytes == payload_bytes(25, 8) == len(c.codes) + 2 * 8 == 216
+    frames, dims = np.array([1, 25, 100]), np.array([8, 8, 32])
+    assert payload_bytes(frames, dims).tolist() == [8 + 16, 200 + 16, 3200 + 64]
+    assert pcm16_bytes(1.5, 44100, 2) == 2 * 1.5 * 44100 * 2
+    assert pcm16_bytes(np.array([1.0, 2.0]), np.array([8000, 16000]), np.array([1, 2])).tolist() == [16000, 128000]
+
+
+SUPPORTED_RATES = (1000, 4000, 8000, 44101, 96000, 384000, 768000)  # raydist.audio.rates: MIN_RATE..MAX_RATE
+
+
+@pytest.mark.slow
+def test_every_rate_the_decoder_takes_compresses_and_decompresses(ray_session, checkpoint, tmp_path):
+    """Whatever compress accepts, decompress gives back: each supported rate, mono and stereo, at its
+    own rate, channel-mixed length and duration (caught: 4 kHz compressed, then was refused)."""
+    from kit import write_tone
+
+    from raydist.audio.rates import MAX_RATE, MIN_RATE
+
+    assert (SUPPORTED_RATES[0], SUPPORTED_RATES[-1]) == (MIN_RATE, MAX_RATE)
+    src = tmp_path / "src"
+    for sr in SUPPORTED_RATES:
+        for ch in (1, 2):
+            write_tone(str(src / f"r{sr}_c{ch}.wav"), freq=min(300.0, sr / 4), seconds=0.7, sr=sr, channels=ch)
+    out, dec = str(tmp_path / "codes"), str(tmp_path / "decoded")
+    summary = compress([str(src)], out, checkpoint, progress=False)
+    assert (summary.ok, summary.failed) == (2 * len(SUPPORTED_RATES), 0)
+    result = decompress(out, checkpoint, dec)
+    assert result.failed == [] and result.ok == 2 * len(SUPPORTED_RATES)
+    for sr in SUPPORTED_RATES:
+        for ch in (1, 2):
+            data, rate = sf.read(os.path.join(dec, f"r{sr}_c{ch}.wav"))
+            assert rate == sr and data.ndim == 1 and np.isfinite(data).all()
+            assert len(data) == round(0.7 * sr), (sr, len(data))

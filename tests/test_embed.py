@@ -14,13 +14,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from kit import write_tone
 
-from raydist.config import EmbedConfig
+from raydist.audio.synth import tone
+from raydist.config import OutputConfig
+from raydist.io.schema import CLIPS, ERRORS, SEGMENTS, frames_schema
+from raydist.io.store import RunStore, read_table
 from raydist.pipeline.embed import embed
-from raydist.pipeline.store import RunStore, read_table
-from raydist.schema import CLIPS, ERRORS, SEGMENTS, frames_schema
-from raydist.synth import tone
-from raydist.testing import write_tone
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ def run(ray_session, tmp_path_factory, checkpoint):
     root = str(tmp_path_factory.mktemp("corpus"))
     make_corpus(root)
     out = str(tmp_path_factory.mktemp("emb"))
-    summary = embed([root], out, checkpoint, EmbedConfig(rows_per_file=8))
+    summary = embed([root], out, checkpoint, output=OutputConfig(rows_per_file=8))
     return root, out, summary
 
 
@@ -182,7 +182,7 @@ def test_retry_errors_replaces_the_error_rows_of_fixed_inputs(ray_session, check
     assert embed([str(root)], out, checkpoint).already_done == 4  # errors are final without the flag
 
     write_tone(str(root / "broken.wav"), freq=500)  # the user fixes one input
-    again = embed([str(root)], out, checkpoint, EmbedConfig(retry_errors=True))
+    again = embed([str(root)], out, checkpoint, retry_errors=True)
     assert (again.ok, again.failed, again.retried, again.already_done) == (1, 1, 2, 2)
     assert sorted(read_table(out, "clips").column("id").to_pylist()) == ["broken.wav", "good0.wav", "good1.wav"]
     raw = pq.read_table(os.path.join(out, "errors"))  # plain pyarrow over the folder: no stale rows
@@ -229,9 +229,10 @@ def test_killed_driver_then_rerun_gives_exactly_one_row_per_input(ray_session, c
     out = str(tmp_path / "out")
     address = ray_session.get_runtime_context().gcs_address
     code = (
-        "import raydist.session as s; s.init_ray(address=%r);"
-        "from raydist.pipeline.embed import embed; from raydist.config import EmbedConfig;"
-        "embed([%r], %r, %r, EmbedConfig(rows_per_file=2, batch_size=2))" % (address, str(root), out, checkpoint)
+        "import raydist.cluster.session as s; s.init_ray(address=%r);"
+        "from raydist.pipeline.embed import embed; from raydist.config import OutputConfig, ResourceConfig;"
+        "embed([%r], %r, %r, ResourceConfig(batch_size=2), OutputConfig(rows_per_file=2))"
+        % (address, str(root), out, checkpoint)
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180

@@ -7,10 +7,12 @@ import os
 
 import pytest
 
-from raydist.corpus import write_corpus
-from raydist.evaluation import run_probe, run_segment_eval, write_report
+from raydist.demo.corpus import write_corpus
+from raydist.eval.plots import training_curves
+from raydist.eval.probe import run_probe
+from raydist.eval.report import write_report
+from raydist.eval.segments import run_segment_eval
 from raydist.pipeline.embed import embed
-from raydist.plots import training_curves
 
 pytestmark = pytest.mark.slow
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -54,7 +56,7 @@ def test_probe_segment_eval_and_report(ray_session, checkpoint, tmp_path):
 
 
 def test_probe_refuses_too_few_labels(ray_session, checkpoint, tmp_path):
-    from raydist.testing import write_tone
+    from kit import write_tone
 
     for i in range(3):
         write_tone(str(tmp_path / "a" / f"t{i}.wav"))
@@ -62,3 +64,28 @@ def test_probe_refuses_too_few_labels(ray_session, checkpoint, tmp_path):
     embed([str(tmp_path / "a")], emb, checkpoint, progress=False)
     with pytest.raises(ValueError, match="only 0 clips have labels"):
         run_probe(emb, str(tmp_path / "out"))
+
+
+def test_evaluations_use_the_run_settings_and_refuse_mixed_runs(ray_session, checkpoint, tmp_path):
+    from kit import write_tone
+
+    from raydist.config import SegmentConfig
+    from raydist.eval.settings import run_settings
+
+    for i in range(3):
+        write_tone(str(tmp_path / "a" / f"t{i}.wav"), freq=300.0 + 100 * i, seconds=1.0)
+    emb = str(tmp_path / "emb")
+    custom = SegmentConfig(novelty_s=0.5, novelty_threshold=2.0)
+    embed([str(tmp_path / "a")], emb, checkpoint, segments=custom, progress=False)
+    settings = run_settings(emb)
+    assert settings.segments == custom and settings.downsample == 8
+
+    truth = tmp_path / "truth.csv"
+    truth.write_text("id,start_s,end_s\nt0.wav,0.1,0.9\n")
+    report = run_segment_eval(emb, str(truth), str(tmp_path / "out"))
+    assert report["settings"]["segment_config"] == custom.to_dict()
+
+    write_tone(str(tmp_path / "a" / "t9.wav"))  # a second run with other settings: scored as one, it would lie
+    embed([str(tmp_path / "a")], emb, checkpoint, progress=False)
+    with pytest.raises(ValueError, match="differ in segment_config"):
+        run_settings(emb)

@@ -12,13 +12,14 @@ import time
 
 import boto3
 import pytest
+from kit import flaky_proxy, ray_actors, write_tone
 
-from raydist.config import EmbedConfig, ModelConfig, TrainConfig
-from raydist.corpus import write_corpus
-from raydist.inputs import InputError, storage_options_for
-from raydist.pipeline.embed import RunFailed, embed
-from raydist.pipeline.store import StoreError, read_table
-from raydist.testing import flaky_proxy, ray_actors, write_tone
+from raydist.config import ModelConfig, OutputConfig, ResourceConfig, TrainConfig
+from raydist.demo.corpus import write_corpus
+from raydist.io.inputs import InputError, storage_options_for
+from raydist.io.store import StoreError, read_table
+from raydist.pipeline.embed import embed
+from raydist.pipeline.runner import RunFailed
 from raydist.train.trainer import TrainError, train
 
 pytestmark = pytest.mark.slow
@@ -53,9 +54,9 @@ def test_killed_encoder_actor_job_completes_with_one_row_per_input(ray_session, 
     for i in range(n):
         write_tone(str(tmp_path / "corpus" / f"clip{i:02d}.wav"), freq=100 + 20 * i, seconds=3.0)
     out = str(tmp_path / "out")
-    cfg = EmbedConfig(rows_per_file=2, batch_size=2, decode_batch=4)
+    res, output = ResourceConfig(batch_size=2, decode_batch=4), OutputConfig(rows_per_file=2)
     before = {a["ActorID"] for a in ray_actors("EncodeBatch")}  # pools of earlier tests in this session
-    thread, result = _in_thread(embed, [str(tmp_path / "corpus")], out, checkpoint, cfg, progress=False)
+    thread, result = _in_thread(embed, [str(tmp_path / "corpus")], out, checkpoint, res, output, progress=False)
     alive = lambda: [a for a in ray_actors("EncodeBatch") if a["State"] == "ALIVE" and a["ActorID"] not in before]  # noqa: E731
     victim = _wait_for(alive, thread)[0]  # the actor has just loaded the model and takes its first batches
     os.kill(victim["Pid"], signal.SIGKILL)

@@ -11,14 +11,14 @@ import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kit import FORMATS
 
 from raydist.audio import AudioError, decode
-from raydist.audio.decode import workable_rate
-from raydist.config import EmbedConfig
+from raydist.audio.rates import workable_rate
+from raydist.audio.synth import tone
+from raydist.config import OutputConfig
+from raydist.io.store import read_table
 from raydist.pipeline.embed import embed
-from raydist.pipeline.store import read_table
-from raydist.synth import tone
-from raydist.testing import FORMATS
 
 TARGET = 16000
 
@@ -121,7 +121,9 @@ def test_pipeline_turns_hostile_files_into_rows_or_error_rows(ray_session, check
         else:
             data = bytearray(rng.bytes(int(rng.integers(0, 4096))))
         (corpus / f"fuzz{i:02d}.{ext}").write_bytes(bytes(data))
-    summary = embed([str(corpus)], str(tmp_path / "out"), checkpoint, EmbedConfig(rows_per_file=50), progress=False)
+    summary = embed(
+        [str(corpus)], str(tmp_path / "out"), checkpoint, output=OutputConfig(rows_per_file=50), progress=False
+    )
     assert summary.ok + summary.failed == summary.inputs == len(good) + 20
     clips = read_table(str(tmp_path / "out"), "clips").column("id").to_pylist()
     errors = read_table(str(tmp_path / "out"), "errors").to_pylist()

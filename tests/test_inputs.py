@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from kit import write_tone
 
-from raydist.inputs import InputError, resolve_inputs
-from raydist.testing import write_tone
+from raydist.io.inputs import InputError, resolve_inputs
 
 
 def test_folder_ids_are_relative_paths_and_non_audio_is_counted(tmp_path):

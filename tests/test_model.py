@@ -13,7 +13,8 @@ import torch
 
 from raydist.audio import LogMel
 from raydist.config import FeatureConfig, LossConfig, ModelConfig
-from raydist.embedding import encode_equal, encode_long, encode_many, scene_embedding
+from raydist.embedding.encode import encode_equal, encode_long, encode_many
+from raydist.embedding.features import scene_embedding
 from raydist.model.checkpoint import CheckpointError, LoadedModel, load_model, read_checkpoint, save_checkpoint
 from raydist.model.losses import beta_at, elbo_terms, gaussian_kl, reparameterize
 from raydist.model.metrics import active_dims, pca_components

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raydist.boundaries import boundary_scores
-from raydist.probe import folds_for, macro_f1, probe
+from raydist.eval.boundaries import boundary_scores
+from raydist.eval.probe import folds_for, macro_f1, probe
 
 
 def _blobs(n_per_class: int = 40, classes: int = 4, dims: int = 8, spread: float = 0.3, seed: int = 0):

@@ -9,12 +9,15 @@ import os
 import numpy as np
 import pyarrow as pa
 import pytest
+from kit import flaky_proxy, write_tone
 
-from raydist.inputs import storage_options_for
+from raydist.codec.codec import Codec
+from raydist.codec.format import CodecError
+from raydist.io.inputs import storage_options_for
 from raydist.model.checkpoint import load_model
-from raydist.pipeline.codec import CodecError, DecodeAudio, check_code_row
-from raydist.pipeline.embed import RunFailed, embed
-from raydist.testing import flaky_proxy, write_tone
+from raydist.pipeline.decompress import DecodeAudio
+from raydist.pipeline.embed import embed
+from raydist.pipeline.runner import RunFailed
 
 FAKE_KEY = "AKIAFAKELEAKCHECK042"
 FAKE_SECRET = "fakeSecret/LeakCheck+0123456789abcdefXYZ"
@@ -52,15 +55,15 @@ TAMPERED = {  # field -> (value, message)
 
 def test_tampered_compressed_rows_are_refused_one_by_one(checkpoint, tmp_path):
     m = load_model(checkpoint)
-    check_code_row(_row(m), m)  # a consistent row passes
+    Codec(m).check(_row(m))  # a consistent row passes
     nan_scale = {**_row(m), "scale": [float("nan")] + [1.0] * (m.vae.cfg.latent_dim - 1)}
     with pytest.raises(CodecError, match="non-finite"):
-        check_code_row(nan_scale, m)
+        Codec(m).check(nan_scale)
     rows = [_row(m)]
     for field, (value, message) in TAMPERED.items():
         bad = {**_row(m), field: value, "id": f"bad_{field}"}
         with pytest.raises(CodecError, match=message):
-            check_code_row(bad, m)
+            Codec(m).check(bad)
         rows.append(bad)
     rows.append({**_row(m), "id": "../../escape"})  # a hostile id stays under the output root
     out = DecodeAudio(checkpoint, str(tmp_path / "decoded"), "wav")(pa.Table.from_pylist(rows))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raydist.segmentation import novelty, pick_boundaries, segment, with_activity
+from raydist.embedding.segmentation import novelty, pick_boundaries, segment, with_activity
 
 
 def test_novelty_of_a_step_peaks_at_the_step():

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from raydist.config import ModelConfig, TrainConfig
-from raydist.corpus import write_corpus
+from raydist.demo.corpus import write_corpus
 from raydist.model.checkpoint import read_checkpoint
 from raydist.train.trainer import TrainError, train
 
@@ -49,3 +49,34 @@ def test_train_checkpoint_and_resume(ray_session, tmp_path):
 def test_resume_without_a_run_is_refused(ray_session, tmp_path):
     with pytest.raises(TrainError, match="no training run"):
         train([str(tmp_path)], str(tmp_path / "empty"), resume=True)
+
+
+def test_in_process_trainer_shares_the_step_and_learns(tmp_path):
+    """raydist.train.local runs the Ray loop's step in one process: the ELBO falls, the checkpoint
+    records the steps taken and the optimiser the step function used."""
+    import torch
+
+    from raydist.config import FeatureConfig, LossConfig
+    from raydist.model.checkpoint import load_model
+    from raydist.model.losses import elbo_terms
+    from raydist.model.vae import AudioVAE
+    from raydist.train.local import load_windows, train_local
+
+    manifest = write_corpus(str(tmp_path / "corpus"), n_clips=20, seed=2)
+    cfg = TrainConfig(workers=2, batch_size=8, epochs=12, lr=2e-3)
+    x = load_windows([manifest], cfg, FeatureConfig())
+
+    def elbo(vae) -> float:
+        with torch.no_grad():
+            out = vae(x)
+            t = elbo_terms(out["recon"], vae.normalize(x), out["mean"], out["logvar"])
+        return float(t["recon"] + LossConfig().beta * t["kl"])
+
+    torch.manual_seed(cfg.seed)
+    before = elbo(AudioVAE(SMALL).eval())
+    uri = train_local([manifest], str(tmp_path / "m"), cfg, SMALL)
+    state, _ = read_checkpoint(uri)
+    steps = 12 * -(-len(x) // 16)  # epochs x ceil(windows / global batch of workers x batch_size)
+    assert state["step"] == steps and state["epoch"] == 12
+    assert state["optimizer"]["param_groups"][0]["lr"] == cfg.lr
+    assert elbo(load_model(uri).vae) < 0.8 * before

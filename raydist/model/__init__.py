@@ -1,4 +1,7 @@
-"""The VAE: blocks -> model -> losses, checkpoints. Plain torch (no Ray)."""
+"""The VAE, plain torch (no Ray): `blocks` (residual conv blocks) -> `vae` (encoder to per-frame
+mean and log-variance, reparameterisation, decoder back to log-mel) -> `losses` (named ELBO
+terms, KL warm-up, free bits); `metrics` (active dims, PCA figures of the latents);
+`checkpoint` (save, validate and load model.pt with its configs, `LoadedModel`)."""
 
 from raydist.model.checkpoint import CheckpointError, LoadedModel, load_model, read_checkpoint, save_checkpoint
 from raydist.model.vae import AudioVAE, Decoder, Encoder

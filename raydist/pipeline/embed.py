@@ -1,285 +1,185 @@
-"""`raydist embed`: inputs -> Ray Data (decode tasks -> encoder actor pool -> Parquet writer
-tasks) -> a committed run in the output directory. Reruns process only what is missing."""
+"""`raydist embed`: the runner with the embedding spec. `EncodeBatch` (actor pool) turns decoded
+clips into latents, clip features and segments (or error rows), one wide row per clip;
+`split_tables` (writer tasks) cuts those rows into frames/, clips/, segments/ and errors/.
+
+This module imports no torch at import time: writer tasks unpickle `split_tables` from here, and
+a torch import in each writer process cost more CPU than the writing itself. The actor imports
+the model in its constructor."""
 
 from __future__ import annotations
 
-import datetime
-import json
-import platform
-import sys
-import time
-import uuid
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
-import ray
+import pyarrow.compute as pc
 
-from raydist.config import EmbedConfig
-from raydist.inputs import resolve_inputs
-from raydist.model.checkpoint import load_model
-from raydist.pipeline.stages import CompressBatch, EncodeBatch, decode_batch
-from raydist.pipeline.store import STAGING, RunStore
-from raydist.pipeline.write import split_codes, split_tables, write_parts
-from raydist.schema import SCHEMA_VERSION
+from raydist.audio.errors import TooShortError
+from raydist.config import OutputConfig, ResourceConfig, SegmentConfig
+from raydist.embedding.features import clip_features
+from raydist.io.schema import CLIPS, ERRORS, SEGMENTS, frames_schema, list_array, matrix_array
+from raydist.pipeline.decode import ERROR_COLUMNS, set_error, waves
+from raydist.pipeline.runner import RunSummary, Spec, run_pipeline
 
+if TYPE_CHECKING:
+    from raydist.embedding.encode import Latents
 
-@dataclass
-class RunSummary:
-    out: str
-    inputs: int = 0
-    already_done: int = 0
-    retried: int = 0  # inputs with an earlier error row processed again (--retry-errors)
-    ok: int = 0
-    failed: int = 0
-    audio_s: float = 0.0
-    wall_s: float = 0.0
-    run_id: str | None = None
-    skipped_extensions: dict[str, int] = field(default_factory=dict)
-    source_bytes: int = 0  # encoded size of the inputs processed
-    pcm16_bytes: float = 0.0  # the same audio as 16-bit PCM at the source rate and channels
-    payload_bytes: int = 0  # compress: codes + scales
-    written_bytes: dict[str, int] = field(default_factory=dict)  # per table, Parquet bytes
-
-    @property
-    def speed(self) -> float:
-        """Audio seconds processed per wall-clock second."""
-        return self.audio_s / self.wall_s if self.wall_s else 0.0
-
-    def line(self, verb: str = "embedded") -> str:
-        skipped = (
-            f", {sum(self.skipped_extensions.values())} non-audio files not listed ({self.skipped_extensions})"
-            if self.skipped_extensions
-            else ""
-        )
-        retried = f", {self.retried} retried" if self.retried else ""
-        return (
-            f"{verb} {self.inputs} inputs into {self.out}: {self.ok} ok, {self.failed} failed, "
-            f"{self.already_done} already done{retried}; {self.audio_s / 3600:.3f} h of audio in {self.wall_s:.1f} s "
-            f"({self.speed:.0f} audio-s/s){skipped}"
-        )
+CLIP_COLUMNS = ("id", "uri", "label", "split", "sample_rate", "channels", "format", "duration_s", "source_bytes")
 
 
-@dataclass(frozen=True)
-class Spec:
-    """What a pipeline run makes: the actor stage, how results split into tables, and which
-    tables' ids count as done on a rerun."""
+class EncodeBatch:
+    """Ray Data actor: load the model once, then encode batches of decoded clips into wide rows."""
 
-    actor: type
-    split: Callable[[pa.Table, str], dict[str, pa.Table]]
-    done_tables: tuple[str, ...]
+    def __init__(
+        self, model_uri: str, configs: dict[str, Any], storage_options: dict | None = None, device: str = "cpu"
+    ):
+        from raydist.embedding import encode
+        from raydist.model.checkpoint import load_model
+
+        self.encode = encode
+        self.output = OutputConfig.from_dict(configs.get("output_config", {}))
+        self.segments = SegmentConfig.from_dict(configs.get("segment_config", {}))
+        self.device = device
+        self.m = load_model(model_uri, device=device, storage_options=storage_options)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        errs = {k: batch.column(k).to_pylist() for k in ERROR_COLUMNS}
+        clips = waves(batch.column("wave"))
+        good = [i for i in range(n) if errs["error_stage"][i] is None]
+        shortest, rate = self.encode.min_samples(self.m), self.m.features.sample_rate
+        for i in list(good):
+            if len(clips[i]) < shortest:
+                msg = (
+                    f"{batch.column('uri')[i]} is {len(clips[i]) / rate * 1000:.1f} ms long; at least "
+                    f"{shortest / rate * 1000:.0f} ms (one latent frame) is needed"
+                )
+                set_error(errs, i, TooShortError(msg), "validate")
+                good.remove(i)
+        latents = self._encode([clips[i] for i in good], [batch.column("uri")[i].as_py() for i in good])
+        results: list[Latents | None] = [None] * n
+        for i, lat in zip(good, latents):
+            if isinstance(lat, Exception):
+                set_error(errs, i, lat, "encode")
+            else:
+                results[i] = lat
+        return self._rows(batch, results, errs)
+
+    def _encode(self, clips: list[np.ndarray], uris: list[str]) -> list[Latents | Exception]:
+        """Encode together; if the batch fails, clip by clip so one bad clip fails alone."""
+        try:
+            return self.encode.encode_many(self.m, clips)  # type: ignore[return-value]
+        except Exception:
+            out: list[Latents | Exception] = []
+            for w, uri in zip(clips, uris):
+                try:
+                    out += self.encode.encode_many(self.m, [w])
+                except Exception as e:
+                    out.append(type(e)(f"{uri}: {e}") if isinstance(e, ValueError) else e)
+            return out
+
+    def _rows(self, batch: pa.Table, results: list[Latents | None], errs: dict[str, list]) -> pa.Table:
+        """One wide row per clip: clip, frame and segment columns; `split_tables` splits them."""
+        m, n = self.m, batch.num_rows
+        frames_type = pa.float16() if self.output.dtype == "float16" else pa.float32()
+        durations = batch.column("duration_s").to_pylist()
+        feats = [
+            None
+            if lat is None
+            else clip_features(lat.mean, lat.energy, d, self.segments, m.vae.cfg.downsample, m.features)
+            for lat, d in zip(results, durations)
+        ]
+        out: dict[str, Any] = {k: batch.column(k) for k in CLIP_COLUMNS}
+        out["start_s"] = pa.array([float(self.encode.timestamps_s(m, 1)[0])] * n, pa.float64())
+        out["frame_rate"] = pa.array([m.latent_rate] * n, pa.float64())
+        out["n_frames"] = pa.array([None if lat is None else len(lat.mean) for lat in results], pa.int32())
+        out["mean"] = matrix_array([None if lat is None else lat.mean for lat in results], frames_type)
+        keep = self.output.keep_logvar
+        out["logvar"] = matrix_array([lat.logvar if lat is not None and keep else None for lat in results], frames_type)
+        null = pa.array([lat is None for lat in results])
+        out["energy"] = _masked([None if lat is None else lat.energy for lat in results], null)
+        for k in ("novelty", "embedding", "seg_score", "seg_active"):
+            out[k] = _masked([None if f is None else getattr(f, k) for f in feats], null)
+        for k in ("seg_start", "seg_end"):
+            out[k] = _masked([None if f is None else getattr(f, k) for f in feats], null, pa.float64())
+        out["energy_mean"] = pa.array([None if f is None else f.energy_mean for f in feats], pa.float32())
+        out["active_fraction"] = pa.array([None if f is None else f.active_fraction for f in feats], pa.float32())
+        out["seg_embedding"] = matrix_array([None if f is None else f.seg_embedding for f in feats], pa.float32())
+        out.update({k: pa.array(v, pa.string()) for k, v in errs.items()})
+        return pa.table(out)
 
 
-EMBED = Spec(EncodeBatch, split_tables, ("clips", "errors"))
-COMPRESS = Spec(CompressBatch, split_codes, ("codes", "errors"))
+def _masked(values: list[np.ndarray | None], null: pa.Array, type_: pa.DataType = pa.float32()) -> pa.ListArray:
+    """1-D arrays (None for failed clips) -> list<type_> with nulls where `null` is true."""
+    arr = list_array([v if v is not None else np.zeros(0) for v in values], type_)
+    return pa.ListArray.from_arrays(arr.offsets, arr.values, mask=null)
 
 
-def _pool(cfg: EmbedConfig) -> tuple[int, float, float]:
-    """(actors, cpus, gpus) per encoder actor, sized from the cluster (never every CPU)."""
-    res = ray.cluster_resources()
-    gpus = cfg.gpus_per_actor or (1.0 if res.get("GPU", 0) >= 1 else 0.0)
-    if gpus:
-        return cfg.actors or max(1, int(res["GPU"] // gpus)), cfg.cpus_per_actor, gpus
-    return cfg.actors or max(1, int(res.get("CPU", 2) // 1)), cfg.cpus_per_actor, 0.0
+def error_table(bad: pa.Table) -> pa.Table:
+    """Failed wide rows -> the errors table (shared by every spec)."""
+    return pa.table(
+        {
+            "id": bad.column("id"),
+            "uri": bad.column("uri"),
+            "stage": bad.column("error_stage"),
+            "error_type": bad.column("error_type"),
+            "message": bad.column("error_message"),
+        }
+    ).cast(ERRORS)
 
 
-def _versions() -> dict[str, str]:
-    import pyarrow
-    import torch
-    import torchaudio
-
-    import raydist
-
+def split_tables(batch: pa.Table, configs: dict[str, dict]) -> dict[str, pa.Table]:
+    """A batch of wide result rows -> frames, clips, segments and errors tables."""
+    dtype = OutputConfig.from_dict(configs.get("output_config", {})).dtype
+    ok = pc.is_null(batch.column("error_stage"))
+    good, bad = batch.filter(ok), batch.filter(pc.invert(ok))
+    frames = good.select(frames_schema(dtype).names)
+    seg_counts = (
+        pc.list_value_length(good.column("seg_start")).to_numpy(zero_copy_only=False)
+        if good.num_rows
+        else np.zeros(0, int)
+    )
+    clip_cols = [c for c in CLIPS.names if c != "n_segments"]
+    clips = pa.table({**{k: good.column(k) for k in clip_cols}, "n_segments": pa.array(seg_counts, pa.int32())})
+    ids = np.repeat(np.array(good.column("id").to_pylist(), dtype=object), seg_counts)
+    seg_index = np.concatenate([np.arange(c) for c in seg_counts]) if len(seg_counts) else np.zeros(0)
+    segments = pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "segment": pa.array(seg_index, pa.int32()),
+            "start_s": pc.list_flatten(good.column("seg_start")),
+            "end_s": pc.list_flatten(good.column("seg_end")),
+            "boundary_score": pc.list_flatten(good.column("seg_score")),
+            "active_fraction": pc.list_flatten(good.column("seg_active")),
+            "embedding": pc.list_flatten(good.column("seg_embedding")),
+        }
+    )
     return {
-        "raydist": raydist.__version__,
-        "ray": ray.__version__,
-        "torch": torch.__version__,
-        "torchaudio": torchaudio.__version__,
-        "pyarrow": pyarrow.__version__,
-        "python": platform.python_version(),
+        "frames": frames.cast(frames_schema(dtype)),
+        "clips": clips.cast(CLIPS),
+        "segments": segments.cast(SEGMENTS),
+        "errors": error_table(bad),
     }
 
 
-def build_dataset(
-    spec: Spec,
-    todo: pa.Table,
-    model_uri: str,
-    cfg: EmbedConfig,
-    staging: str,
-    run_id: str,
-    sample_rate: int,
-    metadata: dict[str, str],
-    storage_options: dict | None,
-) -> ray.data.Dataset:
-    """The streaming pipeline; its rows are per-part summaries."""
-    actors, cpus, gpus = _pool(cfg)
-    ray.data.DataContext.get_current().raise_original_map_exception = True  # report the real cause of a failure
-    # one block per decode batch, cut on the driver: streaming starts at once (no all-to-all)
-    ds = ray.data.from_arrow([todo.slice(i, cfg.decode_batch) for i in range(0, todo.num_rows, cfg.decode_batch)])
-    ds = ds.map_batches(
-        decode_batch,
-        fn_args=(sample_rate, storage_options),
-        batch_size=cfg.decode_batch,
-        batch_format="pyarrow",
-        num_cpus=cfg.decode_cpus,
-    )
-    ds = ds.map_batches(
-        spec.actor,
-        fn_constructor_args=(model_uri, cfg.to_dict(), storage_options, "cuda" if gpus else "cpu"),
-        batch_size=cfg.batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=cpus,
-        num_gpus=gpus,
-    )
-    return ds.map_batches(
-        write_parts,
-        fn_args=(spec.split, staging, run_id, cfg.dtype, metadata, storage_options),
-        batch_size=cfg.rows_per_file,
-        batch_format="pyarrow",
-        num_cpus=0.25,
-    )
+EMBED = Spec("embed", EncodeBatch, split_tables, ("clips", "errors"))
 
 
 def embed(
     inputs: list[str],
     out: str,
     model_uri: str,
-    cfg: EmbedConfig = EmbedConfig(),
+    resources: ResourceConfig = ResourceConfig(),
+    output: OutputConfig = OutputConfig(),
+    segments: SegmentConfig = SegmentConfig(),
+    retry_errors: bool = False,
     storage_options: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> RunSummary:
     """Embed `inputs` into `out` (Ray must be initialised). Safe to rerun: it finishes an
     interrupted commit, then processes only inputs not yet committed."""
-    return run_pipeline(EMBED, inputs, out, model_uri, cfg, storage_options, progress)
+    configs = {"output_config": output.to_dict(), "segment_config": segments.to_dict()}
+    return run_pipeline(EMBED, inputs, out, model_uri, resources, configs, retry_errors, storage_options, progress)
 
 
-def run_pipeline(
-    spec: Spec,
-    inputs: list[str],
-    out: str,
-    model_uri: str,
-    cfg: EmbedConfig,
-    storage_options: dict[str, Any] | None,
-    progress: bool,
-) -> RunSummary:
-    start = time.time()
-    so = storage_options or {}
-    model = load_model(model_uri, storage_options=so)  # fail fast on a bad checkpoint
-    listed = resolve_inputs(inputs, so)
-    store = RunStore(out, so)
-    store.check_writable()
-    store.recover()
-    results = tuple(t for t in spec.done_tables if t != "errors")
-    done = store.done_ids(results if cfg.retry_errors else spec.done_tables)
-    table = listed.table
-    todo = table.filter(pa.array([i not in done for i in table.column("id").to_pylist()])) if done else table
-    retried = store.done_ids(("errors",)) & set(todo.column("id").to_pylist()) if cfg.retry_errors else set()
-    summary = RunSummary(
-        out,
-        inputs=len(listed),
-        already_done=len(listed) - todo.num_rows,
-        retried=len(retried),
-        skipped_extensions=listed.skipped,
-    )
-    if todo.num_rows == 0:
-        summary.wall_s = time.time() - start
-        return summary
-    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    configs = {
-        "feature_config": model.features.to_dict(),
-        "model_config": model.vae.cfg.to_dict(),
-        "embed_config": cfg.to_dict(),
-    }
-    metadata = {
-        "raydist.schema_version": SCHEMA_VERSION,
-        "raydist.run_id": run_id,
-        "raydist.model_sha256": model.checkpoint_id,
-        **{f"raydist.{k}": json.dumps(v) for k, v in configs.items()},
-    }
-    ds = build_dataset(
-        spec, todo, model_uri, cfg, store.uri(STAGING, run_id), run_id, model.features.sample_rate, metadata, so
-    )
-    files: dict[str, list[str]] = {}
-    seen: set[str] = set()
-    try:
-        _collect(ds, summary, files, seen, todo.num_rows, start, progress)
-    except Exception as e:  # a stage failed for good (storage full, refused writes, lost cluster)
-        raise RunFailed(
-            f"run {run_id} stopped after {summary.ok + summary.failed} of {todo.num_rows} inputs: {_cause(e)}. "
-            f"Nothing from this run was committed and earlier runs are intact; run the same command again "
-            f"to process what is missing."
-        ) from e
-    if summary.ok + summary.failed != todo.num_rows:
-        raise RuntimeError(
-            f"pipeline returned {summary.ok + summary.failed} rows for {todo.num_rows} inputs; nothing committed"
-        )
-    summary.wall_s, summary.run_id = time.time() - start, run_id
-    manifest = {
-        "run_id": run_id,
-        "schema_version": SCHEMA_VERSION,
-        "files": files,
-        "removed": {},
-        "model": {"uri": model_uri, "sha256": model.checkpoint_id, "step": model.step},
-        **configs,
-        "counts": {"inputs": todo.num_rows, "ok": summary.ok, "failed": summary.failed, "retried": len(retried)},
-        "audio_s": summary.audio_s,
-        "bytes": {
-            "source": summary.source_bytes,
-            "pcm16": summary.pcm16_bytes,
-            "payload": summary.payload_bytes,
-            "written": summary.written_bytes,
-        },
-        "wall_s": summary.wall_s,
-        "versions": _versions(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-    }
-    try:
-        if retried:  # the retried inputs' old error rows go: each input keeps at most its latest one
-            staged, manifest["removed"]["errors"] = store.stage_without("errors", retried, run_id)
-            files.setdefault("errors", []).extend(staged)
-        store.commit(manifest)
-    except Exception as e:
-        raise RunFailed(
-            f"commit of run {run_id} failed: {_cause(e)}. Run the same command again: a run whose manifest "
-            f"was written is rolled forward, otherwise its inputs are processed again."
-        ) from e
-    return summary
-
-
-class RunFailed(RuntimeError):
-    """A pipeline run stopped before its commit; the output holds only earlier committed runs."""
-
-
-def _cause(e: BaseException) -> str:
-    """The innermost cause of a (Ray-wrapped) exception, as 'Type: message' on one line."""
-    while True:
-        inner = getattr(e, "cause", None) or e.__cause__
-        if not isinstance(inner, BaseException) or inner is e:
-            break
-        e = inner
-    if isinstance(e, OSError) and e.strerror:
-        return f"{type(e).__name__}: [Errno {e.errno}] {e.strerror}"
-    lines = [ln for ln in str(e).splitlines() if ln.strip()]
-    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:500]
-
-
-def _collect(ds, summary: RunSummary, files: dict, seen: set, total: int, start: float, progress: bool) -> None:
-    """Consume the pipeline's per-part summaries into `summary` and `files`, with progress lines."""
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in batch.to_pylist():
-            if row["part"] in seen:  # a retried task's summary: its file was overwritten in place
-                continue
-            seen.add(row["part"])
-            for t, size in zip(row["tables"], row["written_bytes"]):
-                files.setdefault(t, []).append(row["part"])
-                summary.written_bytes[t] = summary.written_bytes.get(t, 0) + size
-            for k in ("ok", "failed", "audio_s", "source_bytes", "pcm16_bytes", "payload_bytes"):
-                setattr(summary, k, getattr(summary, k) + row[k])
-            if progress:
-                el = time.time() - start
-                print(
-                    f"raydist embed: {summary.ok + summary.failed}/{total} inputs ({summary.failed} failed), "
-                    f"{summary.audio_s / 3600:.3f} h audio, {summary.audio_s / max(el, 1e-9):.0f} audio-s/s",
-                    file=sys.stderr,
-                )
+__all__ = ["EMBED", "EncodeBatch", "embed", "error_table", "split_tables"]

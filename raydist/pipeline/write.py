@@ -1,6 +1,7 @@
-"""The pipeline's writer stage: wide result rows -> one Parquet part per output table in the run's
-staging folder. Imports no torch: Ray starts writer tasks in plain worker processes, and a torch
-import there (about 1.5 s of CPU per process) cost more than the writing itself."""
+"""The pipeline's writer stage: wide result rows -> the spec's split -> one Parquet part per
+output table in the run's staging folder. Imports no torch: Ray starts writer tasks in plain
+worker processes, and a torch import there (about 1.5 s of CPU per process) cost more than the
+writing itself (tests/test_layout.py checks it)."""
 
 from __future__ import annotations
 
@@ -15,81 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from raydist.schema import CLIPS, CODES, ERRORS, SEGMENTS, frames_schema
-
-
-def split_codes(batch: pa.Table, dtype: str) -> dict[str, pa.Table]:
-    """A batch of compressed rows -> the codes and errors tables."""
-    ok = pc.is_null(batch.column("error_stage"))
-    return {
-        "codes": batch.filter(ok).select(CODES.names).cast(CODES),
-        "errors": _errors(batch.filter(pc.invert(ok))),
-    }
-
-
-def _errors(bad: pa.Table) -> pa.Table:
-    return pa.table(
-        {
-            "id": bad.column("id"),
-            "uri": bad.column("uri"),
-            "stage": bad.column("error_stage"),
-            "error_type": bad.column("error_type"),
-            "message": bad.column("error_message"),
-        }
-    ).cast(ERRORS)
-
-
-def split_tables(batch: pa.Table, dtype: str) -> dict[str, pa.Table]:
-    """A batch of wide result rows -> the four output tables."""
-    ok = pc.is_null(batch.column("error_stage"))
-    good, bad = batch.filter(ok), batch.filter(pc.invert(ok))
-    frames = good.select(frames_schema(dtype).names)
-    seg_counts = (
-        pc.list_value_length(good.column("seg_start")).to_numpy(zero_copy_only=False)
-        if good.num_rows
-        else np.zeros(0, int)
-    )
-    clips = pa.table(
-        {
-            **{
-                k: good.column(k)
-                for k in (
-                    "id",
-                    "uri",
-                    "label",
-                    "split",
-                    "duration_s",
-                    "sample_rate",
-                    "channels",
-                    "format",
-                    "n_frames",
-                    "embedding",
-                    "energy_mean",
-                    "active_fraction",
-                )
-            },
-            "n_segments": pa.array(seg_counts, pa.int32()),
-        }
-    )
-    ids = np.repeat(np.array(good.column("id").to_pylist(), dtype=object), seg_counts)
-    seg_index = np.concatenate([np.arange(c) for c in seg_counts]) if len(seg_counts) else np.zeros(0)
-    segments = pa.table(
-        {
-            "id": pa.array(ids, pa.string()),
-            "segment": pa.array(seg_index, pa.int32()),
-            "start_s": pc.list_flatten(good.column("seg_start")),
-            "end_s": pc.list_flatten(good.column("seg_end")),
-            "boundary_score": pc.list_flatten(good.column("seg_score")),
-            "active_fraction": pc.list_flatten(good.column("seg_active")),
-            "embedding": pc.list_flatten(good.column("seg_embedding")),
-        }
-    )
-    return {
-        "frames": frames.cast(frames_schema(dtype)),
-        "clips": clips.cast(CLIPS),
-        "segments": segments.cast(SEGMENTS),
-        "errors": _errors(bad),
-    }
+from raydist.codec.format import payload_bytes, pcm16_bytes
 
 
 def part_name(run_id: str, ids: list[str]) -> str:
@@ -100,15 +27,15 @@ def part_name(run_id: str, ids: list[str]) -> str:
 
 def write_parts(
     batch: pa.Table,
-    split: Callable[[pa.Table, str], dict[str, pa.Table]],
+    split: Callable[[pa.Table, dict[str, dict]], dict[str, pa.Table]],
     staging: str,
     run_id: str,
-    dtype: str,
+    configs: dict[str, dict],
     metadata: dict[str, str],
     storage_options: dict | None = None,
 ) -> pa.Table:
     """Write one Parquet part per non-empty table under `staging`/<table>/; return a summary row."""
-    tables = split(batch, dtype)
+    tables = split(batch, configs)
     ids = batch.column("id").to_pylist()
     name = part_name(run_id, ids)
     written, sizes = [], []
@@ -129,16 +56,11 @@ def write_parts(
         written.append(table_name)
         sizes.append(buf.getbuffer().nbytes)
     good = batch.filter(pc.is_null(batch.column("error_stage")))
-    pcm16 = pc.multiply(
-        pc.multiply(good.column("duration_s"), good.column("sample_rate").cast(pa.float64())),
-        good.column("channels").cast(pa.float64()),
-    )
+    pcm16 = pcm16_bytes(*(_array(good, k).astype(np.float64) for k in ("duration_s", "sample_rate", "channels")))
+    codes = tables.get("codes")
     payload = (
-        sum(
-            len(c) + 2 * len(s)
-            for c, s in zip(tables["codes"].column("codes").to_pylist(), tables["codes"].column("scale").to_pylist())
-        )
-        if "codes" in tables
+        int(payload_bytes(_array(codes, "n_frames").astype(np.int64), _array(codes, "scale", lengths=True)).sum())
+        if codes is not None
         else 0
     )
     return pa.table(
@@ -150,8 +72,14 @@ def write_parts(
             "failed": [tables["errors"].num_rows],
             "audio_s": [float(pc.sum(good.column("duration_s")).as_py() or 0.0)],
             "source_bytes": [int(pc.sum(good.column("source_bytes")).as_py() or 0)],
-            "pcm16_bytes": [2.0 * float(pc.sum(pcm16).as_py() or 0.0)],
+            "pcm16_bytes": [float(pcm16.sum())],
             "payload_bytes": [payload],
             "ids": [ids],
         }
     )
+
+
+def _array(table: pa.Table, name: str, lengths: bool = False) -> np.ndarray:
+    """A column as numpy (or, with `lengths`, the lengths of a list column)."""
+    column = pc.list_value_length(table.column(name)) if lengths else table.column(name)
+    return column.to_numpy(zero_copy_only=False).astype(np.int64) if lengths else column.to_numpy(zero_copy_only=False)

@@ -1,5 +1,6 @@
-"""The Ray Train loop run on every worker: DDP over the VAE, ELBO with KL warm-up and free bits,
-validation with latent-health figures, checkpoints from rank 0, resume from the latest one."""
+"""The Ray Train loop run on every worker: DDP over the VAE, the shared training step
+(`step.train_step`: ELBO with KL warm-up and free bits, clipping), validation with latent-health
+figures, checkpoints from rank 0, resume from the latest one."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import torch.distributed as dist
 
 from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
 from raydist.model.checkpoint import read_checkpoint, save_checkpoint
-from raydist.model.losses import beta_at, elbo_terms, kl_per_dim, total_loss
+from raydist.model.losses import elbo_terms, kl_per_dim
 from raydist.model.metrics import active_dims, pca_components
 from raydist.model.vae import AudioVAE
+from raydist.train.step import make_optimizer, train_step
 
 PCA_MAX_FRAMES = 20000  # latent frames kept (on rank 0) for the PCA figure
 
@@ -98,7 +100,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     n_nodes = _count_nodes()
     if rank0:
         print(f"raydist: {ray.train.get_context().get_world_size()} workers on {n_nodes} nodes")
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    opt = make_optimizer(model, tc)
     step, epoch, epoch_step, history, resumed_at = 0, 0, 0, [], []
     if state is not None:
         if state["optimizer"] is not None:
@@ -125,21 +127,11 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         ):
             if i < epoch_step:  # resumed mid-epoch: these batches were already taken
                 continue
-            x = batch["logmel"]  # (B, n_mels, frames)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                out = ddp(x)
-            terms = elbo_terms(
-                out["recon"].float(), model.normalize(x), out["mean"].float(), out["logvar"].float(), loss_cfg.free_bits
-            )
-            loss = total_loss(
-                terms, {"recon": 1.0, "kl_penalty": beta_at(step, loss_cfg.beta, loss_cfg.kl_warmup_steps)}
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
+            terms = train_step(model, batch["logmel"], opt, step, tc, loss_cfg, forward=ddp, bf16=use_bf16)
             step, epoch_step = step + 1, i + 1
-            sums += torch.tensor([loss.item(), terms["recon"].item(), terms["kl"].item(), 1.0], dtype=torch.float64)
+            sums += torch.tensor(
+                [terms["loss"].item(), terms["recon"].item(), terms["kl"].item(), 1.0], dtype=torch.float64
+            )
             if step % tc.checkpoint_every == 0:
                 progress = {"step": step, "epoch": epoch, "epoch_step": epoch_step}
                 _report(progress, model, opt, cfg, step, epoch, history, resumed_at)

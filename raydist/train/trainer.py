@@ -18,10 +18,10 @@ import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from raydist.cluster.session import cluster_has_gpus
 from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
-from raydist.inputs import resolve_inputs
-from raydist.pipeline.store import StoreError, check_writable
-from raydist.session import cluster_has_gpus
+from raydist.io.inputs import resolve_inputs
+from raydist.io.store import StoreError, check_writable
 from raydist.train.data import split_inputs, windows_dataset
 from raydist.train.loop import train_loop_per_worker
 

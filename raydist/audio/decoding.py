@@ -20,13 +20,12 @@ import torch
 import torchaudio.functional as AF
 
 from raydist.audio.errors import DecodeError, EmptyAudioError, NonFiniteAudioError, ReadError
+from raydist.audio.rates import MAX_RATE, MIN_RATE, workable_rate
 
 Source = Union[bytes, str, IO[bytes]]
 
 LOWPASS_FILTER_WIDTH = 6  # torchaudio's default sinc width, in zero crossings
 ROLLOFF = 0.99
-MIN_RATE, MAX_RATE = 1_000, 768_000  # source rates outside this range are refused
-MAX_PHASES = 1000  # largest reduced target rate (resampler kernel rows) used as is
 BLOCK_SAMPLES = 1 << 23  # most source samples (all channels) read at once: 32 MiB of float32
 
 
@@ -65,6 +64,15 @@ def resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:
     return y.numpy()
 
 
+def resample_to(x: np.ndarray, orig: int, new: int) -> np.ndarray:
+    """Resample to any supported rate `new`, exactly `ceil(len(x) * new / orig)` samples long: an
+    odd rate is reached through `workable_rate` (e.g. 44096 Hz for 44101 Hz, a 0.01% pitch error),
+    as the decoder does on the way in."""
+    y = resample(x, orig, workable_rate(new, orig))
+    n = math.ceil(len(x) * new / orig)
+    return np.pad(y, (0, max(0, n - len(y))))[:n]
+
+
 def _context(orig: int, new: int) -> tuple[int, int, int]:
     """(orig', new', context): reduced rates and the input context (a multiple of orig')
     that makes block-wise resampling equal whole-signal resampling."""
@@ -73,17 +81,6 @@ def _context(orig: int, new: int) -> tuple[int, int, int]:
     width = math.ceil(LOWPASS_FILTER_WIDTH * o / (min(o, n) * ROLLOFF))
     blocks = math.ceil((2 * width + o) / o) + 1
     return o, n, o * blocks
-
-
-def workable_rate(orig: int, new: int) -> int:
-    """The source rate the resampler uses: `orig` itself for every common rate; an odd rate whose
-    ratio to `new` reduces to more than MAX_PHASES phases (e.g. 44101 Hz, whose sinc kernel would
-    take gigabytes) is rounded to the nearest multiple of a divisor of `new` that keeps the kernel
-    small. The pitch error that costs is under 0.1% at 16 kHz."""
-    if new // math.gcd(orig, new) <= MAX_PHASES:
-        return orig
-    step = next(d for d in range(math.ceil(new / MAX_PHASES), new + 1) if new % d == 0)
-    return max(step, round(orig / step) * step)
 
 
 def _size(f: IO[bytes]) -> int:

@@ -1,5 +1,6 @@
-"""Test helpers shipped with the package: synthetic audio files and a local S3 endpoint (moto's
-server on 127.0.0.1). Tests and benchmarks use these; nothing here runs in production paths."""
+"""The test kit (not shipped in the package): synthetic audio files, a local S3 endpoint (moto's
+server on 127.0.0.1), a fault-injecting HTTP proxy, a multi-node Ray cluster on this machine,
+Ray actor lookup for fault tests, and a small trained checkpoint."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from raydist import synth
+from raydist.audio import synth
 
 FORMATS = {  # extension -> (soundfile format, subtype)
     "wav": ("WAV", "PCM_16"),
@@ -84,36 +85,20 @@ def quick_checkpoint(
     hidden: int = 32,
     seed: int = 0,
     latent_dim: int = 32,
-    grad_clip: float | None = None,
+    batch_size: int = 16,
 ) -> str:
-    """Train a small VAE in-process (no Ray) on a corpus manifest for `steps` steps and save it:
-    a checkpoint that has learnt something, for codec and probe tests and benchmarks (optionally
-    clipping the gradient norm at `grad_clip`, as the Ray loop does). Returns model.pt's path."""
-    import torch
+    """A small checkpoint that has learnt something, for codec and probe tests: the shipped
+    in-process trainer (raydist.train.local: the Ray loop's step, loss, clipping and optimiser)
+    run for `steps` steps on every clip of a manifest, with a small model and KL warm-up over
+    half the steps. Returns model.pt's path."""
+    from raydist.config import LossConfig, ModelConfig, TrainConfig
+    from raydist.train.local import train_local
 
-    from raydist.config import FeatureConfig, LossConfig, ModelConfig
-    from raydist.inputs import resolve_inputs
-    from raydist.model.checkpoint import save_checkpoint
-    from raydist.model.losses import beta_at, elbo_terms, total_loss
-    from raydist.model.vae import AudioVAE
-    from raydist.train.data import make_windows
-
-    torch.manual_seed(seed)
-    features, loss = FeatureConfig(), LossConfig(kl_warmup_steps=steps // 2)
-    uris = np.array(resolve_inputs([manifest]).table.column("uri").to_pylist(), dtype=object)
-    x = torch.from_numpy(make_windows({"uri": uris}, features.to_dict(), 2.0, 1.0, None)["logmel"])
-    model = AudioVAE(ModelConfig(hidden=hidden, latent_dim=latent_dim))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for step in range(steps):
-        batch = x[torch.randint(0, len(x), (16,))]
-        out = model(batch)
-        terms = elbo_terms(out["recon"], model.normalize(batch), out["mean"], out["logvar"], loss.free_bits)
-        opt.zero_grad()
-        total_loss(terms, {"recon": 1.0, "kl_penalty": beta_at(step, loss.beta, loss.kl_warmup_steps)}).backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-    return save_checkpoint(directory, model.eval(), features, loss, step=steps, epoch=1)
+    cfg = TrainConfig(workers=1, batch_size=batch_size, val_fraction=0.0, seed=seed)
+    model_cfg = ModelConfig(hidden=hidden, latent_dim=latent_dim)
+    return train_local(
+        [manifest], directory, cfg, model_cfg, loss_cfg=LossConfig(kl_warmup_steps=steps // 2), steps=steps
+    )
 
 
 @contextmanager
@@ -134,6 +119,8 @@ def local_cluster(worker_nodes: int = 2, timeout_s: float = 120) -> Iterator[dic
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     common = ["--disable-usage-stats", f"--dashboard-agent-listen-port={free_port()}"]
     try:
+        # token auth: `ray start` needs ~/.ray/auth_token, which only ray.init creates on its own
+        subprocess.run([ray_bin, "get-auth-token", "--generate"], check=True, env=env, capture_output=True)
         subprocess.run(
             [
                 ray_bin,
@@ -195,7 +182,7 @@ def _kill_matching(marker: str) -> None:
 def _wait_job_server(url: str, deadline: float) -> None:
     import time
 
-    from raydist.submit import client
+    from raydist.cluster.submit import client
 
     while True:
         try:

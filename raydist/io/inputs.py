@@ -12,10 +12,11 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from raydist.io.fs import full_uri, url_to_fs
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf")
 MANIFEST_EXTENSIONS = (".csv", ".parquet")
@@ -35,20 +36,10 @@ class Inputs:
         return self.table.num_rows
 
 
-def _fs(uri: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    return fs, path
-
-
-def _full(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-    return path if protocol in ("file", "local") else f"{protocol}://{path}"
-
-
 def read_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """A CSV or Parquet manifest with a `uri` column and optional id, label, split columns.
     Relative URIs are taken relative to the manifest's folder."""
-    fs, path = _fs(uri, storage_options)
+    fs, path = url_to_fs(uri, storage_options)
     try:
         with fs.open(path, "rb") as f:
             table = (
@@ -65,7 +56,7 @@ def read_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> pa
     for i, u in enumerate(table.column("uri").to_pylist()):
         if not isinstance(u, str) or not u.strip():
             raise InputError(f"manifest {uri} row {i + 1}: uri is empty or not text ({u!r})")
-        uris.append(u if "://" in u or u.startswith("/") else _full(fs, posixpath.join(base, u)))
+        uris.append(u if "://" in u or u.startswith("/") else full_uri(fs, posixpath.join(base, u)))
     cols = {"uri": uris}
     for name in ("id", "label", "split"):
         if name in table.column_names:
@@ -88,7 +79,7 @@ def _table(ids, uris, labels=None, splits=None) -> pa.Table:
 
 
 def _list(uri: str, storage_options: dict[str, Any] | None, skipped: dict[str, int]) -> pa.Table:
-    fs, path = _fs(uri, storage_options)
+    fs, path = url_to_fs(uri, storage_options)
     if any(ch in path for ch in "*?["):
         paths, base = sorted(fs.glob(path)), None
     elif fs.isdir(path):
@@ -106,7 +97,7 @@ def _list(uri: str, storage_options: dict[str, Any] | None, skipped: dict[str, i
             keep.append(p)
         else:
             skipped[ext or "(none)"] = skipped.get(ext or "(none)", 0) + 1
-    uris = [_full(fs, p) for p in keep]
+    uris = [full_uri(fs, p) for p in keep]
     ids = [_id_from(p, base) if base else posixpath.basename(p) for p in keep]
     return _table(ids, uris)
 

@@ -10,8 +10,8 @@ import soundfile as sf
 import torch
 
 from raydist.audio import decode
-from raydist.codec import latents_to_audio
-from raydist.embedding import encode_many
+from raydist.codec.inversion import latents_to_audio
+from raydist.embedding.encode import encode_many
 from raydist.model.checkpoint import LoadedModel
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from raydist.config import FeatureConfig
+
 
 @dataclass
 class Segment:
@@ -72,3 +74,13 @@ def segment(x: np.ndarray, half_width: int, min_gap: int, threshold: float) -> t
     edges = [0, *pick_boundaries(curve, min_gap, threshold), len(x)]
     segs = [Segment(a, b, float(curve[a]) if a else 0.0) for a, b in zip(edges[:-1], edges[1:])]
     return segs, curve
+
+
+def boundary_s(j: int, downsample: int, features: FeatureConfig) -> float:
+    """Time of the boundary before latent frame j: between its first mel frame and the one before."""
+    return max(0.0, (j * downsample - 0.5) * features.hop_length / features.sample_rate)
+
+
+def edge_s(j: int, n_frames: int, duration_s: float, downsample: int, features: FeatureConfig) -> float:
+    """Segment edge time: 0 at the start, the clip's duration at the end, else boundary_s."""
+    return 0.0 if j == 0 else duration_s if j >= n_frames else boundary_s(j, downsample, features)

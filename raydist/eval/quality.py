@@ -64,7 +64,7 @@ def evaluate_pairs(originals: list[str], decoded: list[str], sample_rate: int = 
     """Match originals and decoded files by id (extension dropped), compare each pair at
     `sample_rate` mono, and return per-clip figures plus corpus means."""
     from raydist.audio import decode
-    from raydist.inputs import resolve_inputs
+    from raydist.io.inputs import resolve_inputs
 
     ref = {_key(r["id"]): r["uri"] for r in resolve_inputs(originals).table.to_pylist()}
     est = {_key(r["id"]): r["uri"] for r in resolve_inputs(decoded).table.to_pylist()}

@@ -1,4 +1,4 @@
-"""Linear probes on clip embeddings, no Ray: multinomial logistic regression (torch, L-BFGS) with
+"""`raydist probe`, no Ray: linear probes on clip embeddings: multinomial logistic regression (torch, L-BFGS) with
 grouped k-fold cross-validation; accuracy, macro-F1 and a confusion matrix. Baseline features
 (mean and std of log-mel and of MFCCs) come from the same audio, so the VAE embedding can be
 judged against them."""
@@ -6,14 +6,20 @@ judged against them."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow.csv as pacsv
 import torch
 import torchaudio
 
 from raydist.audio import LogMel, decode
 from raydist.config import FeatureConfig
+from raydist.eval import plots
+from raydist.eval.settings import run_settings
+from raydist.io.store import read_table
 
 
 @dataclass
@@ -101,7 +107,7 @@ def probe(
     return ProbeResult(float(np.trace(confusion) / confusion.sum()), macro_f1(confusion), confusion, classes)
 
 
-def baseline_features(uris: list[str], kind: str, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+def baseline_features(uris: list[str], kind: str, cfg: FeatureConfig) -> np.ndarray:
     """Mean and std over time of log-mel ("logmel") or of 20 MFCCs ("mfcc"), per file."""
     if kind not in ("logmel", "mfcc"):
         raise ValueError(f"baseline must be logmel or mfcc, got {kind!r}")
@@ -116,3 +122,55 @@ def baseline_features(uris: list[str], kind: str, cfg: FeatureConfig = FeatureCo
             feats = logmel(wave) if kind == "logmel" else mfcc(wave)  # (bands, T)
             rows.append(torch.cat([feats.mean(1), feats.std(1)]).numpy())
     return np.stack(rows)
+
+
+def _labels(path: str) -> dict[str, tuple[str, str]]:
+    """id -> (label, group) from a CSV with id and label columns (group optional)."""
+    t = pacsv.read_csv(path).to_pylist()
+    if not t or not {"id", "label"} <= set(t[0]):
+        raise ValueError(f"{path} needs id and label columns")
+    return {str(r["id"]): (str(r["label"]), str(r.get("group") or r["id"])) for r in t if r["label"] is not None}
+
+
+def run_probe(
+    embeddings: str, out: str, labels: str | None = None, folds: int = 5, baseline: bool = False, mlp: bool = False
+) -> dict:
+    """Probe the clip embeddings; write probe.json, projection.png and confusion.png under `out`.
+    Baselines use the run's own front end (its feature config, from the run manifests)."""
+    features = run_settings(embeddings).features
+    os.makedirs(out, exist_ok=True)
+    clips = sorted(
+        read_table(embeddings, "clips", columns=["id", "uri", "label", "embedding"]).to_pylist(), key=lambda r: r["id"]
+    )
+    given = _labels(labels) if labels else {r["id"]: (r["label"], r["id"]) for r in clips if r["label"] is not None}
+    rows = [r for r in clips if r["id"] in given]
+    if len(rows) < 2 * folds:
+        raise ValueError(f"only {len(rows)} clips have labels; need at least {2 * folds} for {folds} folds")
+    x = np.array([r["embedding"] for r in rows], np.float32)
+    y, groups = [given[r["id"]][0] for r in rows], [given[r["id"]][1] for r in rows]
+    result = probe(x, y, groups, folds)
+    report = {
+        "clips": len(rows),
+        "unlabelled": len(clips) - len(rows),
+        "folds": folds,
+        "classes": result.classes,
+        "vae": {"accuracy": result.accuracy, "macro_f1": result.macro_f1, "confusion": result.confusion.tolist()},
+    }
+    if mlp:
+        m = probe(x, y, groups, folds, kind="mlp")
+        report["vae_mlp"] = {"accuracy": m.accuracy, "macro_f1": m.macro_f1}
+    if baseline:
+        for kind in ("logmel", "mfcc"):
+            feats = baseline_features([r["uri"] for r in rows], kind, features)
+            b = probe(feats, y, groups, folds)
+            report[kind] = {"accuracy": b.accuracy, "macro_f1": b.macro_f1}
+            if mlp:
+                b = probe(feats, y, groups, folds, kind="mlp")
+                report[f"{kind}_mlp"] = {"accuracy": b.accuracy, "macro_f1": b.macro_f1}
+    report["pictures"] = [
+        plots.embedding_projection(x, y, os.path.join(out, "projection.png")),
+        plots.confusion_matrix(result.confusion, result.classes, os.path.join(out, "confusion.png")),
+    ]
+    with open(os.path.join(out, "probe.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    return report

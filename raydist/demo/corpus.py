@@ -1,6 +1,6 @@
 """The built-in demo corpus: synthetic but structured audio with class labels and known segment
 boundaries, written as real files (WAV and FLAC at several rates and channel counts) with a
-manifest. `python -m raydist.corpus DIR` writes one.
+manifest. `python -m raydist.demo.corpus DIR` writes one.
 
 Each clip holds 1 to 3 events of its class separated by silences; the events' starts and ends are
 the reference segment boundaries.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from raydist import synth
+from raydist.audio import synth
 
 CLASSES = ("tone", "chirp", "noise", "clicks", "mixture")
 RATES = (8000, 16000, 22050, 44100, 48000)

@@ -8,9 +8,9 @@ import os
 import shutil
 import time
 
+from raydist.cluster.session import init_ray
 from raydist.config import TrainConfig
-from raydist.corpus import write_corpus
-from raydist.session import init_ray
+from raydist.demo.corpus import write_corpus
 
 MARKER = ".raydist-demo"
 SAMPLE_QUERY = (
@@ -41,11 +41,14 @@ def _prepare(out: str) -> None:
 
 
 def run_demo(out: str, clips: int = 200, epochs: int = 15, workers: int = 2) -> dict[str, str]:
-    from raydist import plots
-    from raydist.evaluation import run_probe, run_segment_eval, write_report
-    from raydist.pipeline.codec import codec_report, compress, decompress
+    from raydist.eval import plots
+    from raydist.eval.probe import run_probe
+    from raydist.eval.quality import evaluate_pairs
+    from raydist.eval.report import write_report
+    from raydist.eval.segments import run_segment_eval
+    from raydist.pipeline.compress import codec_report, compress
+    from raydist.pipeline.decompress import decompress
     from raydist.pipeline.embed import embed
-    from raydist.quality import evaluate_pairs
     from raydist.train.trainer import train
 
     start = time.time()

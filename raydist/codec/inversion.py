@@ -1,9 +1,8 @@
-"""Latent codec pieces, plain torch/numpy (no Ray): per-dimension int8 quantisation of latent
-means, and log-mel -> waveform inversion (InverseMelScale + GriffinLim)."""
+"""Latents -> waveform without a learned vocoder, plain torch (no Ray): the VAE decodes latents to
+log-mel, NNLS turns mel power into a linear power spectrogram, and Griffin-Lim estimates phase."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -12,34 +11,6 @@ import torchaudio
 
 from raydist.config import FeatureConfig
 from raydist.model.checkpoint import LoadedModel
-
-LEVELS = 127  # int8 codes in [-127, 127]
-
-
-@dataclass
-class Codes:
-    codes: bytes  # (L, D) int8, row-major
-    scale: np.ndarray  # (D,) float16: max |mean| per dimension over the clip
-    n_frames: int
-
-    @property
-    def payload_bytes(self) -> int:
-        return len(self.codes) + 2 * len(self.scale)
-
-
-def quantize(mean: np.ndarray) -> Codes:
-    """(L, D) float latents -> int8 codes with a per-dimension scale (symmetric, round to nearest)."""
-    scale = np.abs(mean).max(0).astype(np.float16).astype(np.float32)
-    safe = np.where(scale > 0, scale, 1.0)
-    q = np.clip(np.rint(mean / safe * LEVELS), -LEVELS, LEVELS).astype(np.int8)
-    return Codes(q.tobytes(), scale.astype(np.float16), len(mean))
-
-
-def dequantize(codes: bytes, scale: np.ndarray, n_frames: int) -> np.ndarray:
-    """Inverse of quantize: (L, D) float32."""
-    q = np.frombuffer(codes, np.int8).reshape(n_frames, len(scale)).astype(np.float32)
-    return q / LEVELS * np.asarray(scale, np.float32)
-
 
 INVERSIONS = ("nnls", "torchaudio")
 

@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from raydist.schema import TABLES
+from raydist.io.fs import full_uri, is_object_store, url_to_fs
+from raydist.io.schema import TABLES, schema_for
 
 RUNS, STAGING = "_runs", "_staging"
 
@@ -34,7 +35,7 @@ class StoreError(RuntimeError):
 class RunStore:
     def __init__(self, out: str, storage_options: dict[str, Any] | None = None):
         self.out = out.rstrip("/")
-        self.fs, self.root = fsspec.core.url_to_fs(self.out, **(storage_options or {}))
+        self.fs, self.root = url_to_fs(self.out, storage_options)
         self.root = self.root.rstrip("/")
 
     def path(self, *parts: str) -> str:
@@ -42,9 +43,7 @@ class RunStore:
 
     def uri(self, *parts: str) -> str:
         """Full URI (with scheme) for writers on other nodes."""
-        protocol = self.fs.protocol[0] if isinstance(self.fs.protocol, (tuple, list)) else self.fs.protocol
-        p = self.path(*parts)
-        return p if protocol in ("file", "local") else f"{protocol}://{p}"
+        return full_uri(self.fs, self.path(*parts))
 
     def check_writable(self) -> None:
         """Fail fast, before any work, if the output cannot be written."""
@@ -165,8 +164,7 @@ def check_writable(out: str, fs: fsspec.AbstractFileSystem, folder: str) -> None
     """Write and delete a small probe file in `folder` of `out`; raise StoreError naming the cause
     (a missing bucket, no permission, a full disk, a path under a file) before any work is spent.
     A missing bucket is never created: object stores are provisioned on purpose."""
-    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-    if protocol in ("s3", "s3a", "gs", "gcs"):
+    if is_object_store(fs):
         bucket = folder.split("/", 1)[0]
         try:
             exists = fs.exists(bucket)
@@ -197,8 +195,6 @@ def read_table(
         with store.fs.open(p, "rb") as f:
             parts.append(pq.read_table(f, columns=columns))
     if not parts:
-        from raydist.schema import schema_for
-
         empty = schema_for(table).empty_table()
         return empty.select(columns) if columns else empty
     return pa.concat_tables(parts, promote_options="permissive")

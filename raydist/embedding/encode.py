@@ -1,5 +1,5 @@
-"""Waveform -> latent sequence -> clip and timestamp embeddings. Plain torch (no Ray): the Ray
-pipeline, the HEAR API and the no-Ray benchmark all call these.
+"""Waveform -> latent sequence, and the time of each latent frame. Plain torch (no Ray): the Ray
+pipeline, the HEAR API, the codec and the benchmarks all call these.
 
 Long audio is encoded in chunks of latent frames with `receptive_field` frames of context on each
 side, so results equal whole-file encoding; clips of equal length are stacked into one batch.
@@ -16,7 +16,6 @@ import torch
 
 from raydist.audio.errors import TooShortError
 from raydist.audio.features import num_frames
-from raydist.config import FeatureConfig
 from raydist.model.checkpoint import LoadedModel
 from raydist.model.vae import AudioVAE, receptive_field
 
@@ -44,11 +43,6 @@ def timestamps_s(m: LoadedModel, n_latents: int) -> np.ndarray:
     """Centre time in seconds of each latent frame (float64: no drift on long audio)."""
     d, hop, sr = m.vae.cfg.downsample, m.features.hop_length, m.features.sample_rate
     return (np.arange(n_latents, dtype=np.float64) * d + (d - 1) / 2) * hop / sr
-
-
-def boundary_s(j: int, downsample: int, features: FeatureConfig) -> float:
-    """Time of the boundary before latent frame j: between its first mel frame and the one before."""
-    return max(0.0, (j * downsample - 0.5) * features.hop_length / features.sample_rate)
 
 
 def _pool_energy(logmel: torch.Tensor, d: int, n_latents: int) -> torch.Tensor:
@@ -116,8 +110,3 @@ def encode_many(m: LoadedModel, waves: list[np.ndarray], chunk: int = CHUNK_LATE
         for i, lat in zip(idx, encode_equal(m, batch)):
             out[i] = lat
     return out  # type: ignore[return-value]
-
-
-def scene_embedding(mean: np.ndarray) -> np.ndarray:
-    """(L, D) latent means -> (2 D,) [mean over time, std over time]: the clip embedding."""
-    return np.concatenate([mean.mean(0), mean.std(0)]).astype(np.float32)

@@ -1,0 +1,5 @@
+"""`python -m raydist.cli ...` runs the command line."""
+
+from raydist.cli import app
+
+app()

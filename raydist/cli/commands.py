@@ -1,0 +1,206 @@
+"""The product's commands: train, embed, compress, decompress, generate, demo. Each parses
+options, builds configs, checks paths before Ray starts, and calls one library function."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from raydist.cli.options import (
+    Actors,
+    Address,
+    BatchSize,
+    CpusPerActor,
+    EndpointUrl,
+    GpusPerActor,
+    Inputs,
+    Model,
+    RetryErrors,
+    check_local_inputs,
+    fail,
+    resources,
+    user_errors,
+)
+from raydist.config import LossConfig, ModelConfig, OutputConfig, ResourceConfig, SegmentConfig, TrainConfig
+
+
+def train(
+    inputs: Inputs,
+    out: str = typer.Option(..., "--out", help="Directory or s3:// URI for checkpoints and out/model.pt."),
+    resume: bool = typer.Option(False, help="Continue the run already in --out from its latest checkpoint."),
+    workers: int = typer.Option(TrainConfig.workers, help="Ray Train workers (DDP ranks)."),
+    epochs: int = typer.Option(TrainConfig.epochs, help="Passes over the training windows."),
+    batch_size: int = typer.Option(TrainConfig.batch_size, help="Windows per worker per step."),
+    lr: float = typer.Option(TrainConfig.lr, help="Adam learning rate."),
+    use_gpu: str = typer.Option(TrainConfig.use_gpu, help="auto | yes | no."),
+    cpus_per_worker: float = typer.Option(TrainConfig.cpus_per_worker, help="CPUs each worker reserves."),
+    gpus_per_worker: float = typer.Option(TrainConfig.gpus_per_worker, help="GPUs each worker reserves (with GPUs)."),
+    checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, help="Steps between checkpoints."),
+    max_failures: int = typer.Option(TrainConfig.max_failures, help="Worker-group restarts allowed."),
+    placement: str = typer.Option(TrainConfig.placement, help="PACK | SPREAD: spread puts workers on different nodes."),
+    latent_dim: int = typer.Option(ModelConfig.latent_dim, help="Latent channels per latent frame."),
+    beta: float = typer.Option(LossConfig.beta, help="KL weight after warm-up."),
+    free_bits: float = typer.Option(LossConfig.free_bits, help="Free nats per latent dim and frame."),
+    address: Address = None,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Train the audio VAE on Ray Train; writes checkpoints and OUT/model.pt."""
+    with user_errors():
+        cfg = TrainConfig(
+            workers=workers,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            use_gpu=use_gpu,
+            cpus_per_worker=cpus_per_worker,
+            gpus_per_worker=gpus_per_worker,
+            checkpoint_every=checkpoint_every,
+            max_failures=max_failures,
+            placement=placement,
+        )
+        model_cfg = ModelConfig(latent_dim=latent_dim)
+        loss_cfg = LossConfig(beta=beta, free_bits=free_bits)
+    check_local_inputs(inputs)
+    from raydist.cluster import session
+    from raydist.config import FeatureConfig
+    from raydist.io.inputs import storage_options_for
+    from raydist.train import trainer
+
+    session.init_ray(address)
+    with user_errors(trainer.TrainError):
+        result = trainer.train(
+            inputs, out, cfg, model_cfg, FeatureConfig(), loss_cfg, resume, storage_options_for(endpoint_url)
+        )
+    typer.echo(f"raydist: {result.summary()}")
+
+
+def embed(
+    inputs: Inputs,
+    model: Model,
+    out: str = typer.Option(..., "--out", help="Output directory or s3:// URI; rerun the same command to resume."),
+    batch_size: BatchSize = ResourceConfig.batch_size,
+    actors: Actors = ResourceConfig.actors,
+    cpus_per_actor: CpusPerActor = ResourceConfig.cpus_per_actor,
+    gpus_per_actor: GpusPerActor = ResourceConfig.gpus_per_actor,
+    rows_per_file: int = typer.Option(OutputConfig.rows_per_file, help="Clips per output Parquet file."),
+    dtype: str = typer.Option(OutputConfig.dtype, help="float16 | float32 for frame-level latents."),
+    keep_logvar: bool = typer.Option(OutputConfig.keep_logvar, help="Also write per-frame log-variances."),
+    retry_errors: RetryErrors = False,
+    address: Address = None,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Embed audio into Parquet: frames/, clips/, segments/, errors/ (exactly once, resumable)."""
+    res = resources(batch_size, actors, cpus_per_actor, gpus_per_actor)
+    with user_errors():
+        output = OutputConfig(rows_per_file=rows_per_file, dtype=dtype, keep_logvar=keep_logvar)
+    check_local_inputs([*inputs, model])
+    from raydist.cluster.session import init_ray
+    from raydist.io.inputs import storage_options_for
+    from raydist.pipeline.embed import embed as run_embed
+    from raydist.pipeline.runner import RunFailed
+
+    init_ray(address)
+    with user_errors(RunFailed):
+        summary = run_embed(
+            inputs, out, model, res, output, SegmentConfig(), retry_errors, storage_options_for(endpoint_url)
+        )
+    typer.echo(f"raydist: {summary.line()}")
+
+
+def compress(
+    inputs: Inputs,
+    model: Model,
+    out: str = typer.Option(..., "--out", help="Output directory or s3:// URI (codes/, errors/, _runs/)."),
+    batch_size: BatchSize = ResourceConfig.batch_size,
+    actors: Actors = ResourceConfig.actors,
+    cpus_per_actor: CpusPerActor = ResourceConfig.cpus_per_actor,
+    gpus_per_actor: GpusPerActor = ResourceConfig.gpus_per_actor,
+    retry_errors: RetryErrors = False,
+    address: Address = None,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Compress audio into int8 latents (about 3.3 kbps payload); prints bitrate and ratios."""
+    res = resources(batch_size, actors, cpus_per_actor, gpus_per_actor)
+    check_local_inputs([*inputs, model])
+    from raydist.cluster.session import init_ray
+    from raydist.io.inputs import storage_options_for
+    from raydist.pipeline.compress import codec_report
+    from raydist.pipeline.compress import compress as run_compress
+    from raydist.pipeline.runner import RunFailed
+
+    so = storage_options_for(endpoint_url)
+    init_ray(address)
+    with user_errors(RunFailed):
+        summary = run_compress(inputs, out, model, res, OutputConfig(), retry_errors, so)
+    typer.echo(f"raydist: {summary.line('compressed')}")
+    if summary.ok or summary.already_done:
+        r = codec_report(out, so)
+        typer.echo(
+            f"raydist: {r['clips']} clips, {r['payload_kbps']:.2f} kbps latent payload, {r['file_kbps']:.2f} kbps "
+            f"as written; {r['ratio_vs_source']:.1f}x smaller than the source files, {r['ratio_vs_pcm16']:.1f}x than 16-bit PCM"
+        )
+
+
+def decompress(
+    compressed: str = typer.Argument(..., help="Output of raydist compress (directory or s3:// URI)."),
+    model: str = typer.Option(..., "--model", help="The checkpoint that compressed it."),
+    out: str = typer.Option(..., "--out", help="Directory or s3:// URI for one audio file per clip."),
+    format: str = typer.Option("wav", help="wav | flac."),
+    actors: Actors = ResourceConfig.actors,
+    cpus_per_actor: CpusPerActor = ResourceConfig.cpus_per_actor,
+    address: Address = None,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Decode a compressed set back to audio at each clip's original rate and duration."""
+    res = resources(ResourceConfig.batch_size, actors, cpus_per_actor, ResourceConfig.gpus_per_actor)
+    check_local_inputs([compressed, model])
+    from raydist.cluster.session import init_ray
+    from raydist.io.inputs import storage_options_for
+    from raydist.pipeline.decompress import decompress as run_decompress
+
+    init_ray(address)
+    with user_errors():
+        summary = run_decompress(compressed, model, out, format, res, storage_options_for(endpoint_url))
+    typer.echo(f"raydist: {summary.line()}")
+
+
+def generate(
+    model: Model,
+    out: str = typer.Option(..., "--out", help="Directory for the generated files."),
+    n: int = typer.Option(4, "--n", help="Files to sample from the prior."),
+    seconds: float = typer.Option(2.0, help="Length of each sampled file."),
+    seed: int = typer.Option(0, help="Random seed."),
+    interpolate: Optional[List[str]] = typer.Option(
+        None, help="Two audio files: decode a path between their latents (give twice)."
+    ),
+    steps: int = typer.Option(5, help="Points on the interpolation path."),
+) -> None:
+    """Sample latents from the prior (or interpolate two clips' latents) and decode them to audio."""
+    check_local_inputs([model, *(interpolate or [])])
+    if interpolate and len(interpolate) != 2:
+        fail(f"--interpolate needs exactly two files, got {len(interpolate)}")
+    from raydist.codec.generate import interpolate as run_interpolate
+    from raydist.codec.generate import sample
+    from raydist.model.checkpoint import load_model
+
+    with user_errors():
+        m = load_model(model)
+        if interpolate:
+            paths = run_interpolate(m, interpolate[0], interpolate[1], out, steps)
+        else:
+            paths = sample(m, out, n, seconds, seed)
+    typer.echo(f"raydist: wrote {len(paths)} files to {out}")
+
+
+def demo(
+    out: str = typer.Option("demo-out", "--out", help="Directory for the corpus, the model and the outputs."),
+    clips: int = typer.Option(200, help="Clips in the built-in synthetic corpus."),
+    epochs: int = typer.Option(15, help="Training epochs."),
+    workers: int = typer.Option(2, help="Ray Train workers."),
+) -> None:
+    """Run the whole product on a local Ray and a built-in corpus: no data or cluster needed."""
+    from raydist.demo.run import run_demo
+
+    with user_errors():
+        run_demo(out, clips=clips, epochs=epochs, workers=workers)

@@ -1,0 +1,62 @@
+"""What every command shares: option types defined once (embed and compress take the same
+resource options), the error exit, and the checks made before Ray starts."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Annotated, Iterator, List, Optional
+
+import typer
+
+from raydist.config import ResourceConfig
+
+ADDRESS_HELP = "Ray to use: empty for a local embedded Ray, 'auto' or ray://HOST:10001 for a cluster."
+ENDPOINT_HELP = "S3-compatible endpoint URL for s3:// paths (credentials from the usual AWS environment)."
+
+Inputs = Annotated[
+    List[str], typer.Argument(help="Folders, globs, s3:// prefixes or CSV/Parquet manifests (uri, id, label, split).")
+]
+Model = Annotated[str, typer.Option("--model", help="Checkpoint: model.pt or its directory (local or s3://).")]
+Address = Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)]
+EndpointUrl = Annotated[Optional[str], typer.Option(help=ENDPOINT_HELP)]
+BatchSize = Annotated[int, typer.Option(help="Clips per encoder call.")]
+Actors = Annotated[int, typer.Option(help="Model actors (0: one per GPU, else one per CPU).")]
+CpusPerActor = Annotated[float, typer.Option(help="CPUs per model actor (fractional leaves room for decoding).")]
+GpusPerActor = Annotated[float, typer.Option(help="GPUs per model actor (0: auto, 1 when the cluster has GPUs).")]
+RetryErrors = Annotated[
+    bool,
+    typer.Option(
+        "--retry-errors", help="Process again inputs that failed in earlier runs; their old error rows are replaced."
+    ),
+]
+
+
+def fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def user_errors(*extra: type[BaseException]) -> Iterator[None]:
+    """Turn the errors a user can cause (bad values, inputs, checkpoints, stores, and `extra`) into
+    `error: message` and exit code 2; anything else is a bug and keeps its traceback."""
+    from raydist.io.store import StoreError
+
+    try:
+        yield
+    except (ValueError, StoreError, *extra) as e:
+        fail(str(e))
+
+
+def resources(batch_size: int, actors: int, cpus_per_actor: float, gpus_per_actor: float) -> ResourceConfig:
+    with user_errors():
+        return ResourceConfig(
+            batch_size=batch_size, actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor
+        )
+
+
+def check_local_inputs(inputs: List[str]) -> None:
+    for uri in inputs:
+        if "://" not in uri and not any(c in uri for c in "*?[") and not os.path.exists(uri):
+            fail(f"input {uri} does not exist")

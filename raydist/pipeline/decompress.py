@@ -1,0 +1,130 @@
+"""`raydist decompress`: committed codes/ parts -> `DecodeAudio` actors (the codec's decoder) ->
+one audio file per clip at its original rate and duration. Refuses a different checkpoint; a
+bad row fails alone and is reported with its cause."""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import ray
+import soundfile as sf
+
+from raydist.codec.format import CodecError, safe_relpath
+from raydist.config import ResourceConfig
+from raydist.io.fs import url_to_fs
+from raydist.io.store import RunStore
+from raydist.pipeline.runner import pool
+
+FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
+DECODE_BATCH = 8  # rows per decoder call
+
+
+class DecodeAudio:
+    """Ray Data actor: codes rows -> audio files; returns id, path, seconds, error."""
+
+    def __init__(self, model_uri: str, out: str, fmt: str, storage_options: dict | None = None):
+        from raydist.codec.codec import Codec
+        from raydist.model.checkpoint import load_model
+
+        self.codec = Codec(load_model(model_uri, storage_options=storage_options))
+        self.out, self.fmt, self.so = out.rstrip("/"), fmt, storage_options or {}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        paths, errors = [], []
+        for row in batch.to_pylist():
+            try:
+                paths.append(self._one(row))
+                errors.append(None)
+            except Exception as e:  # one bad row must not stop the others
+                paths.append(None)
+                errors.append(f"{type(e).__name__}: {e}")
+        return pa.table(
+            {
+                "id": batch.column("id"),
+                "path": pa.array(paths, pa.string()),
+                "seconds": batch.column("duration_s"),
+                "error": pa.array(errors, pa.string()),
+            }
+        )
+
+    def _one(self, row: dict) -> str:
+        wave = self.codec.decode(row)
+        buf = io.BytesIO()
+        sf.write(buf, wave, row["sample_rate"], format=FORMATS[self.fmt][0], subtype=FORMATS[self.fmt][1])
+        path = f"{self.out}/{safe_relpath(row['id'], self.fmt)}"
+        fs, p = url_to_fs(path, self.so)
+        fs.makedirs(posixpath.dirname(p), exist_ok=True)
+        with fs.open(p, "wb") as f:
+            f.write(buf.getvalue())
+        return path
+
+
+@dataclass
+class DecompressSummary:
+    out: str
+    ok: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+
+    def line(self) -> str:
+        return (
+            f"decompressed {self.ok} clips ({self.audio_s / 3600:.3f} h) into {self.out} in {self.wall_s:.1f} s"
+            f"; {len(self.failed)} failed" + "".join(f"\n  {i}: {e}" for i, e in self.failed[:10])
+        )
+
+
+def decompress(
+    compressed: str,
+    model_uri: str,
+    out: str,
+    fmt: str = "wav",
+    resources: ResourceConfig = ResourceConfig(),
+    storage_options: dict[str, Any] | None = None,
+) -> DecompressSummary:
+    """Decode every clip of a compressed set to an audio file under `out` (Ray must be initialised)."""
+    from raydist.model.checkpoint import load_model
+
+    if fmt not in FORMATS:
+        raise CodecError(f"format must be one of {sorted(FORMATS)}, got {fmt!r}")
+    start = time.time()
+    so = storage_options or {}
+    model = load_model(model_uri, storage_options=so)
+    store = RunStore(compressed, so)
+    for m in store.manifests():
+        if m["model"]["sha256"] != model.checkpoint_id:
+            raise CodecError(
+                f"{compressed} was compressed with checkpoint {m['model']['sha256'][:12]} ({m['model']['uri']}); "
+                f"{model_uri} is {model.checkpoint_id[:12]}: decode with the checkpoint that compressed it"
+            )
+    files = store.committed_files("codes")
+    if not files:
+        raise CodecError(f"{compressed} holds no compressed clips")
+    summary = DecompressSummary(out)
+    actors, cpus, _ = pool(resources)
+    # stream the committed parts from storage: the driver never holds the codes
+    ds = ray.data.read_parquet(files, filesystem=pafs.PyFileSystem(pafs.FSSpecHandler(store.fs)))
+    ds = ds.map_batches(
+        DecodeAudio,
+        fn_constructor_args=(model_uri, out, fmt, so),
+        batch_size=DECODE_BATCH,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=cpus,
+    )
+    for row in ds.iter_rows():
+        if row["error"] is None:
+            summary.ok, summary.audio_s = summary.ok + 1, summary.audio_s + row["seconds"]
+        else:
+            summary.failed.append((row["id"], row["error"]))
+    summary.wall_s = time.time() - start
+    return summary
+
+
+__all__ = ["CodecError", "DecodeAudio", "decompress", "safe_relpath"]
