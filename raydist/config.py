@@ -170,17 +170,29 @@ class OutputConfig(Config):
 
 @dataclass(frozen=True)
 class SegmentConfig(Config):
-    """Segmentation of the latent sequence (novelty + peak picking). Saved in each run manifest;
-    `raydist segment-eval` reads it back from there."""
+    """Two levels of segmentation of the latent sequence. Saved in each run manifest;
+    `raydist segment-eval` reads it back from there.
 
-    novelty_s: float = 0.25  # half-width of the novelty window, seconds (0.5 s missed short gaps)
-    min_segment_s: float = 0.15  # shortest segment; also a peak's neighbourhood and the end margin
-    novelty_threshold: float = 1.0  # peaks must exceed median + threshold * MAD of the novelty curve
-    activity_weight: float = 1.0  # weight of the energy channel in the novelty curve (0 = latents only)
+    events: where sound starts and stops, and sudden changes inside it: short-window novelty over
+    the latents plus an activity channel, peak picking.
+    segments: regions of one source: long-window novelty over the active frames only (pauses
+    skipped) splits sound runs where the source changes without a pause, then adjacent regions
+    are merged, closest first, while their Ward distance (size-weighted distance of their mean
+    standardised latents) is below merge_distance, so a pause inside one source is no boundary."""
+
+    novelty_s: float = 0.25  # events: half-width of the novelty window, seconds (0.5 s missed short gaps)
+    min_segment_s: float = 0.15  # events: shortest event; also a peak's neighbourhood and the end margin
+    novelty_threshold: float = 1.0  # events: peaks must exceed median + threshold * MAD of the novelty curve
+    activity_weight: float = 1.0  # events: weight of the energy channel in the novelty curve (0 = latents only)
+    source_novelty_s: float = 0.75  # segments: half-width of the novelty window over active frames, seconds
+    source_threshold: float = 1.0  # segments: split peaks must exceed median + threshold * MAD
+    merge_distance: float = 1.65  # segments: merge adjacent regions whose Ward distance is below this
 
     def __post_init__(self) -> None:
-        if self.novelty_s <= 0 or self.min_segment_s <= 0 or self.activity_weight < 0:
-            raise ValueError(f"novelty_s and min_segment_s must be > 0, activity_weight >= 0: {self}")
+        if self.novelty_s <= 0 or self.min_segment_s <= 0 or self.activity_weight < 0 or self.source_novelty_s <= 0:
+            raise ValueError(f"window lengths must be > 0 and activity_weight >= 0: {self}")
+        if self.merge_distance < 0:
+            raise ValueError(f"merge_distance must be >= 0, got {self.merge_distance}")
 
     def novelty_frames(self, frame_rate: float) -> tuple[int, int]:
         """(novelty half-width, minimum gap) in frames at `frame_rate` frames per second."""

@@ -18,7 +18,8 @@ from kit import write_tone
 
 from raydist.audio.synth import tone
 from raydist.config import OutputConfig
-from raydist.io.schema import CLIPS, ERRORS, SEGMENTS, frames_schema
+from raydist.embedding.features import active_frames
+from raydist.io.schema import CLIPS, ERRORS, EVENTS, SEGMENTS, frames_schema
 from raydist.io.store import RunStore, read_table
 from raydist.pipeline.embed import embed
 
@@ -107,20 +108,32 @@ def test_frames_and_segments_line_up_with_clips(run):
         assert all(len(v) == 32 for v in r["mean"])
         assert r["frame_rate"] == 12.5 and r["start_s"] == pytest.approx(0.035)
         assert r["logvar"] is None
-    segs = read_table(out, "segments").to_pylist()
+    segs, events = read_table(out, "segments").to_pylist(), read_table(out, "events").to_pylist()
     frame_rows = {r["id"]: r for r in frames.to_pylist()}
+    frame_of = lambda t: round((t / 0.01 + 0.5) / 8)  # noqa: E731  # a boundary before frame j sits at (8 j - 0.5) hops
     for clip_id, clip in clips.items():
+        latents = np.array(frame_rows[clip_id]["mean"], np.float32)
+        active = active_frames(np.array(frame_rows[clip_id]["energy"], np.float32))
+        # source segments tile the clip; each embedding is the mean latent of its active frames
         mine = sorted((s for s in segs if s["id"] == clip_id), key=lambda s: s["segment"])
         assert len(mine) == clip["n_segments"] >= 1
         assert mine[0]["start_s"] == 0.0 and mine[-1]["end_s"] == pytest.approx(clip["duration_s"])
         assert all(a["end_s"] == b["start_s"] for a, b in zip(mine, mine[1:]))  # contiguous
-        # each segment's embedding is the mean of its frames' latent means (frames stored as float16);
-        # a boundary before frame j sits at (8 j - 0.5) hops of 10 ms
-        latents = np.array(frame_rows[clip_id]["mean"], np.float32)
-        edges = [round((s["start_s"] / 0.01 + 0.5) / 8) if s["segment"] else 0 for s in mine] + [len(latents)]
+        edges = [frame_of(s["start_s"]) if s["segment"] else 0 for s in mine] + [len(latents)]
         for s, j0, j1 in zip(mine, edges, edges[1:]):
-            assert j1 > j0 and 0.0 <= s["active_fraction"] <= 1.0
-            np.testing.assert_allclose(s["embedding"], latents[j0:j1].mean(0), rtol=1e-2, atol=5e-3)
+            assert j1 > j0 and s["active_fraction"] == pytest.approx(active[j0:j1].mean(), abs=1e-6)
+            use = active[j0:j1] if active[j0:j1].any() else np.ones(j1 - j0, bool)
+            np.testing.assert_allclose(s["embedding"], latents[j0:j1][use].mean(0), rtol=1e-2, atol=5e-3)
+        # events: in order, within the clip, mostly active, each the mean latent of all its frames
+        ev = sorted((e for e in events if e["id"] == clip_id), key=lambda e: e["event"])
+        assert len(ev) == clip["n_events"]
+        assert all(a["end_s"] <= b["start_s"] for a, b in zip(ev, ev[1:]))
+        for e in ev:
+            j0, j1 = frame_of(e["start_s"]) if e["start_s"] > 0 else 0, frame_of(e["end_s"])
+            j1 = len(latents) if e["end_s"] == pytest.approx(clip["duration_s"]) else j1
+            assert j1 > j0 and e["active_fraction"] >= 0.5
+            np.testing.assert_allclose(e["embedding"], latents[j0:j1].mean(0), rtol=1e-2, atol=5e-3)
+    assert clips["a/silence.wav"]["n_events"] == 0 and clips["a/silence.wav"]["n_segments"] == 1
 
 
 def test_outputs_read_without_raydist(run):
@@ -138,11 +151,11 @@ def test_outputs_read_without_raydist(run):
     assert len(first) == 32
     assert len(pl.read_parquet(clips_glob)) == n
     assert len(pd.read_parquet(os.path.join(out, "segments"))) == len(read_table(out, "segments"))
-    for table, schema in (("clips", CLIPS), ("segments", SEGMENTS), ("errors", ERRORS)):
+    for table, schema in (("clips", CLIPS), ("events", EVENTS), ("segments", SEGMENTS), ("errors", ERRORS)):
         for path in glob.glob(os.path.join(out, table, "*.parquet")):
             t = pq.read_table(path)
             assert t.schema.remove_metadata().equals(schema.remove_metadata(), check_metadata=False), table
-            assert t.schema.metadata[b"raydist.schema_version"] == b"1"
+            assert t.schema.metadata[b"raydist.schema_version"] == b"2"
             assert b"raydist.model_sha256" in t.schema.metadata
 
 

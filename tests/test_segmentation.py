@@ -48,3 +48,44 @@ def test_activity_channel_has_the_latents_spread_and_finds_an_onset_they_miss():
     assert with_activity(x, energy, weight=0.0) is x
     assert all(abs(s.start - 30) > 2 for s in segment(x, 3, 2, 3.0)[0])
     assert [s.start for s in segment(y, 3, 2, 3.0)[0]] == [0, 30]
+
+
+def _source(rng, centre: np.ndarray, n: int) -> np.ndarray:
+    return centre + 0.3 * rng.standard_normal((n, len(centre)))
+
+
+def test_ward_distance_closed_form():
+    from raydist.embedding.segmentation import ward_distance
+
+    x, y = np.zeros((1, 4)), np.full((3, 4), 2.0)  # means 0 and 2 in 4 dims: |diff| = 4
+    assert ward_distance(x, y) == pytest.approx(4.0 * np.sqrt(1 * 3 / 4 / 4))
+
+
+def test_active_runs():
+    from raydist.embedding.segmentation import active_runs
+
+    assert active_runs(np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], bool)) == [(1, 3), (5, 6), (7, 10)]
+    assert active_runs(np.zeros(4, bool)) == [] and active_runs(np.ones(3, bool)) == [(0, 3)]
+
+
+def test_source_boundaries_ignore_pauses_inside_a_source_and_find_joins_without_one():
+    """A (pause) A | B (pause) B (pause) B, with no pause at the A|B join: one boundary, at the join;
+    then C after a pause: a second boundary, in the middle of that pause."""
+    from raydist.embedding.segmentation import source_boundaries
+
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal(8) * 2 for _ in range(3))
+    sil = np.zeros((4, 8))
+    parts = [_source(rng, a, 12), sil, _source(rng, a, 12), _source(rng, b, 12), sil, _source(rng, b, 10), sil]
+    parts += [_source(rng, b, 10), np.zeros((6, 8)), _source(rng, c, 12)]
+    x = np.concatenate(parts)
+    active = np.concatenate([np.abs(p).sum(1) > 0 for p in parts])
+    found = source_boundaries(x, active, half_width=6, threshold=1.0, merge=1.65)
+    join, pause_mid = 12 + 4 + 12, 12 + 4 + 12 + 12 + 4 + 10 + 4 + 10 + 3
+    assert [j for j, _ in found] == [join, pause_mid], found
+    assert all(d >= 1.65 for _, d in found)
+    # one source throughout, pauses and all: no boundary
+    one = np.concatenate([_source(rng, a, 15), sil, _source(rng, a, 15), sil, _source(rng, a, 15)])
+    mask = np.abs(one).sum(1) > 0
+    assert source_boundaries(one, mask, 6, 1.0, 1.65) == []
+    assert source_boundaries(one, np.zeros(len(one), bool), 6, 1.0, 1.65) == []

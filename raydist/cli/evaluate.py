@@ -70,8 +70,12 @@ def segment_eval(
     check_local_inputs([embeddings, truth])
     with user_errors():
         report = run_segment_eval(embeddings, truth, out, baseline)
-    for name in ("vae_novelty", "logmel_novelty"):
+    typer.echo(f"{'truth':15s} {report['reference_boundaries']} boundaries")
+    for name in ("events", "segments", "logmel_novelty"):
         if name in report:
             r = report[name]
-            typer.echo(f"{name:15s} F@0.5s {r['0.5s']['f_measure']:.3f}  F@0.25s {r['0.25s']['f_measure']:.3f}")
+            typer.echo(
+                f"{name:15s} {r['boundaries']} boundaries  F@0.5s {r['0.5s']['f_measure']:.3f}  "
+                f"F@0.25s {r['0.25s']['f_measure']:.3f}"
+            )
     typer.echo(f"raydist: {report['clips']} clips; wrote {out}/segments.json and {', '.join(report['pictures'])}")

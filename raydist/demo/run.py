@@ -81,7 +81,7 @@ def run_demo(out: str, clips: int = 200, epochs: int = 15, workers: int = 2) -> 
     curves = plots.training_curves(result.history, os.path.join(report_dir, "training.png"))
     print(
         f"raydist demo: linear probe accuracy: VAE {probe['vae']['accuracy']:.3f}, log-mel {probe['logmel']['accuracy']:.3f}, "
-        f"MFCC {probe['mfcc']['accuracy']:.3f}; boundary F@0.5s: VAE novelty {segs['vae_novelty']['0.5s']['f_measure']:.3f}, "
+        f"MFCC {probe['mfcc']['accuracy']:.3f}; boundary F@0.5s: events {segs['events']['0.5s']['f_measure']:.3f}, "
         f"log-mel novelty {segs['logmel_novelty']['0.5s']['f_measure']:.3f}"
     )
     path = write_report(

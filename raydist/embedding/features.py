@@ -1,5 +1,6 @@
-"""One clip's latents -> what clips/ and segments/ hold about it, numpy only: the clip embedding,
-activity, the novelty curve and the segments with their embeddings. The pipeline's encoder
+"""One clip's latents -> what clips/, events/ and segments/ hold about it, numpy only: the clip
+embedding, activity, the novelty curve, events (where sound starts and stops) and source segments
+(regions of one source), each with its embedding. The pipeline's encoder
 actors call `clip_features` per clip; tests call it on hand-made latents."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from raydist.config import FeatureConfig, SegmentConfig
-from raydist.embedding.segmentation import edge_s, segment, with_activity
+from raydist.embedding.segmentation import edge_s, segment, source_boundaries, with_activity
 
 SILENCE_BELOW_PEAK = 6.9  # nats of log-mel power (30 dB) under the clip's loudest frame
 SILENCE_FLOOR = -9.2  # log(1e-4): frames quieter than this are silent whatever the peak
@@ -25,17 +26,56 @@ def active_frames(energy: np.ndarray) -> np.ndarray:
     return energy > max(SILENCE_FLOOR, float(energy.max()) - SILENCE_BELOW_PEAK)
 
 
+EVENT_ACTIVE = 0.5  # an event-level piece is an event when at least this share of its frames is active
+
+
+@dataclass
+class Regions:
+    """Regions of one clip, one entry each: times, score of the opening boundary, activity and
+    mean latent."""
+
+    start: np.ndarray  # (R,) seconds
+    end: np.ndarray  # (R,) seconds
+    score: np.ndarray  # (R,) float32: strength of the boundary that opens the region (0 for a first)
+    active: np.ndarray  # (R,) float32: share of active frames
+    embedding: np.ndarray  # (R, D) float64: mean latent (segments: over their active frames)
+
+
 @dataclass
 class ClipFeatures:
     embedding: np.ndarray  # (2 D,) scene embedding
     energy_mean: float  # mean log-mel energy
     active_fraction: float  # share of active latent frames
-    novelty: np.ndarray  # (L,) novelty before each frame
-    seg_start: np.ndarray  # (S,) seconds
-    seg_end: np.ndarray  # (S,) seconds
-    seg_score: np.ndarray  # (S,) float32 novelty at each segment's opening boundary
-    seg_active: np.ndarray  # (S,) float32 share of active frames per segment
-    seg_embedding: np.ndarray  # (S, D) float64 mean latent per segment
+    novelty: np.ndarray  # (L,) event-level novelty before each frame
+    events: Regions  # where sound starts and stops (and sudden changes inside it)
+    segments: Regions  # regions of one source; they tile the clip
+
+
+def _regions(
+    mean: np.ndarray,
+    active: np.ndarray,
+    edges: list[int],
+    scores: list[float],
+    duration_s: float,
+    downsample: int,
+    features: FeatureConfig,
+    active_only: bool,
+) -> Regions:
+    """Regions [edges[k], edges[k+1]) of frames -> Regions (embeddings over active frames if asked)."""
+    n = len(mean)
+    starts, stops = np.array(edges[:-1]), np.array(edges[1:])
+    weights = active.astype(np.float64) if active_only else np.ones(n)
+    per_region = lambda v: np.add.reduceat(v, starts, axis=0)  # noqa: E731  # sums over each region
+    count = per_region(weights)
+    fallback = count == 0  # a region with no active frame: mean over all of it
+    sums = np.where(fallback[:, None], per_region(mean.astype(np.float64)), per_region(mean * weights[:, None]))
+    return Regions(
+        start=np.array([edge_s(j, n, duration_s, downsample, features) for j in starts]),
+        end=np.array([edge_s(j, n, duration_s, downsample, features) for j in stops]),
+        score=np.array(scores, np.float32),
+        active=(per_region(active.astype(np.float32)) / (stops - starts)).astype(np.float32),
+        embedding=sums / np.where(fallback, stops - starts, count)[:, None],
+    )
 
 
 def clip_features(
@@ -46,21 +86,41 @@ def clip_features(
     downsample: int,
     features: FeatureConfig,
 ) -> ClipFeatures:
-    """(L, D) latent means and (L,) energy of one clip -> its ClipFeatures. Segments tile the clip."""
-    n = len(mean)
-    half, gap = cfg.novelty_frames(features.frame_rate / downsample)
-    segs, curve = segment(with_activity(mean, energy, cfg.activity_weight), half, gap, cfg.novelty_threshold)
+    """(L, D) latent means and (L,) energy of one clip -> its ClipFeatures."""
+    n, rate = len(mean), features.frame_rate / downsample
+    half, gap = cfg.novelty_frames(rate)
+    pieces, curve = segment(with_activity(mean, energy, cfg.activity_weight), half, gap, cfg.novelty_threshold)
     active = active_frames(energy)
-    starts = np.array([s.start for s in segs])
-    lengths = np.diff(np.append(starts, n))  # no segment is empty
+    tiles = _regions(
+        mean,
+        active,
+        [p.start for p in pieces] + [n],
+        [p.score for p in pieces],
+        duration_s,
+        downsample,
+        features,
+        False,
+    )
+    keep = tiles.active >= EVENT_ACTIVE
+    events = Regions(*(getattr(tiles, f)[keep] for f in ("start", "end", "score", "active", "embedding")))
+    source = source_boundaries(
+        mean, active, max(1, round(cfg.source_novelty_s * rate)), cfg.source_threshold, cfg.merge_distance
+    )
+    segments = _regions(
+        mean,
+        active,
+        [0, *(j for j, _ in source), n],
+        [0.0, *(d for _, d in source)],
+        duration_s,
+        downsample,
+        features,
+        True,
+    )
     return ClipFeatures(
         embedding=scene_embedding(mean),
         energy_mean=float(energy.mean()),
         active_fraction=float(active.mean()),
         novelty=curve,
-        seg_start=np.array([edge_s(s.start, n, duration_s, downsample, features) for s in segs]),
-        seg_end=np.array([edge_s(s.stop, n, duration_s, downsample, features) for s in segs]),
-        seg_score=np.array([s.score for s in segs], np.float32),
-        seg_active=(np.add.reduceat(active.astype(np.float32), starts) / lengths).astype(np.float32),
-        seg_embedding=np.add.reduceat(mean, starts, axis=0, dtype=np.float64) / lengths[:, None],
+        events=events,
+        segments=segments,
     )

@@ -84,3 +84,53 @@ def boundary_s(j: int, downsample: int, features: FeatureConfig) -> float:
 def edge_s(j: int, n_frames: int, duration_s: float, downsample: int, features: FeatureConfig) -> float:
     """Segment edge time: 0 at the start, the clip's duration at the end, else boundary_s."""
     return 0.0 if j == 0 else duration_s if j >= n_frames else boundary_s(j, downsample, features)
+
+
+def active_runs(active: np.ndarray) -> list[tuple[int, int]]:
+    """(L,) bool -> [(start, stop)] of each maximal run of True frames."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def ward_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """Size-weighted distance of two regions' mean vectors, per dimension: the square root of the
+    rise in within-region variance that merging them costs (Ward's criterion), over sqrt(D)."""
+    n, m = len(x), len(y)
+    return float(np.linalg.norm(x.mean(0) - y.mean(0)) * np.sqrt(n * m / (n + m) / x.shape[1]))
+
+
+def source_boundaries(
+    x: np.ndarray, active: np.ndarray, half_width: int, threshold: float, merge: float
+) -> list[tuple[int, float]]:
+    """Boundaries between regions of one source in a (L, D) sequence, as (frame, Ward distance).
+
+    Regions start as the runs of active frames; long-window novelty over the active frames only
+    (silence skipped, each dimension standardised) splits runs where the source changes without
+    a pause. Adjacent regions (across pauses) are then merged, closest first, while their Ward
+    distance is below `merge`. A boundary across a pause sits in the middle of the pause."""
+    runs = active_runs(active)
+    if len(runs) == 0:
+        return []
+    frames = np.concatenate([np.arange(a, b) for a, b in runs])  # active frame indices
+    z = x[frames]
+    z = (z - z.mean(0)) / (z.std(0) + 1e-6)
+    cuts = set()
+    if len(z) > 2 * half_width:
+        cuts = {int(frames[j]) for j in pick_boundaries(novelty(z, half_width), half_width, threshold)}
+    position = np.full(len(x), -1)
+    position[frames] = np.arange(len(frames))
+    regions = []  # [first frame, stop frame, standardised latents of its active frames]
+    for a, b in runs:
+        points = [a, *sorted(c for c in cuts if a < c < b), b]
+        regions += [[p, q, z[position[p] : position[q - 1] + 1]] for p, q in zip(points[:-1], points[1:])]
+    while len(regions) > 1:
+        gaps = [ward_distance(regions[k][2], regions[k + 1][2]) for k in range(len(regions) - 1)]
+        k = int(np.argmin(gaps))
+        if gaps[k] >= merge:
+            break
+        regions[k : k + 2] = [[regions[k][0], regions[k + 1][1], np.concatenate([regions[k][2], regions[k + 1][2]])]]
+    out = []
+    for left, right in zip(regions, regions[1:]):
+        j = (left[1] + right[0]) // 2 if right[0] > left[1] else right[0]
+        out.append((int(j), ward_distance(left[2], right[2])))
+    return out

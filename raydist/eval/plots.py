@@ -63,18 +63,28 @@ def confusion_matrix(confusion: np.ndarray, classes: list[str], path: str) -> st
 
 
 def novelty_over_logmel(
-    logmel: np.ndarray, frame_rate: float, novelty: np.ndarray, latent_rate: float, estimated, reference, path: str
+    logmel: np.ndarray,
+    frame_rate: float,
+    novelty: np.ndarray,
+    latent_rate: float,
+    detected: dict[str, list[float]],
+    reference: list[float],
+    path: str,
 ) -> str:
-    """Log-mel (bands, T), the novelty curve, estimated (solid) and reference (dashed) boundaries."""
-    fig, (a0, a1) = plt.subplots(2, 1, figsize=(9, 4.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    """Log-mel (bands, T) over the novelty curve, with the reference boundaries and each level of
+    detected boundaries (e.g. events, segments) drawn in its own style, named in a legend."""
+    fig, (a0, a1) = plt.subplots(2, 1, figsize=(9, 4.8), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     a0.imshow(logmel, origin="lower", aspect="auto", extent=(0, logmel.shape[1] / frame_rate, 0, logmel.shape[0]))
     a0.set_ylabel("mel band")
-    a1.plot(np.arange(len(novelty)) / latent_rate, novelty, color="k")
+    a1.plot(np.arange(len(novelty)) / latent_rate, novelty, color="k", lw=1, label="event novelty")
     a1.set_ylabel("novelty")
     a1.set_xlabel("seconds")
-    for ax in (a0, a1):
-        for t in estimated:
-            ax.axvline(t, color="C1", lw=1.5)
-        for t in reference:
-            ax.axvline(t, color="C2", lw=1, ls="--")
+    styles = [("C2", 1.2, "--"), ("C1", 1.0, ":"), ("C3", 2.0, "-"), ("C4", 1.5, "-.")]  # truth first
+    levels = [("truth", reference), *detected.items()]
+    for (name, times), (color, width, dash) in zip(levels, styles):
+        for ax in (a0, a1):
+            for k, t in enumerate(times):
+                label = f"{name} ({len(times)})" if k == 0 and ax is a1 else None
+                ax.axvline(t, color=color, lw=width, ls=dash, label=label)
+    a1.legend(loc="upper right", fontsize=7, ncol=len(levels) + 1, framealpha=0.8)
     return _save(fig, path)

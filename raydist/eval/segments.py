@@ -48,52 +48,76 @@ def logmel_boundaries(uri: str, settings: RunSettings) -> list[float]:
     return boundary_times(pooled_logmel(uri, d, features)[0], d, features, settings.segments)
 
 
+EDGE_S = 0.01  # boundaries this close to a clip's start or end are its edges, not boundaries
+
+
+def interior(times, duration_s: float) -> list[float]:
+    """Sorted distinct boundary times strictly inside a clip (edges and repeats dropped): the
+    starts and ends of tiling segments and of separate events reduce to the same boundaries."""
+    out: list[float] = []
+    for t in sorted(times):
+        if EDGE_S < t < duration_s - EDGE_S and (not out or t - out[-1] > 1e-3):
+            out.append(t)
+    return out
+
+
+def _boundaries(embeddings: str, table: str, durations: dict[str, float]) -> dict[str, list[float]]:
+    """Per clip, the interior starts and ends of a region table (events or segments)."""
+    times: dict[str, list[float]] = collections.defaultdict(list)
+    for r in read_table(embeddings, table, columns=["id", "start_s", "end_s"]).to_pylist():
+        times[r["id"]] += [r["start_s"], r["end_s"]]
+    return {i: interior(times[i], d) for i, d in durations.items()}
+
+
+def _scores(reference: dict[str, list[float]], estimated: dict[str, list[float]]) -> dict:
+    """Mean P/R/F over clips at each window, and the boundary counts."""
+    out: dict = {
+        f"{w}s": {
+            k: float(np.mean([boundary_scores(reference[c], est, w)[k] for c, est in estimated.items()]))
+            for k in ("precision", "recall", "f_measure")
+        }
+        for w in WINDOWS
+    }
+    out["boundaries"] = sum(len(v) for v in estimated.values())
+    return out
+
+
 def run_segment_eval(embeddings: str, truth: str, out: str, baseline: bool = True) -> dict:
-    """Boundary P/R/F at 0.5 s and 0.25 s against a CSV of reference segments (id, start_s,
-    end_s); write segments.json and a novelty picture of the first clip under `out`."""
+    """Boundary P/R/F at 0.5 s and 0.25 s of both levels (events, source segments) against a CSV
+    of reference regions (id, start_s, end_s: their interior starts and ends are the reference
+    boundaries), beside log-mel novelty; write segments.json and a picture of the first clip."""
     settings = run_settings(embeddings)
     os.makedirs(out, exist_ok=True)
-    reference: dict[str, list[float]] = collections.defaultdict(list)
+    clips = {r["id"]: r for r in read_table(embeddings, "clips", columns=["id", "uri", "duration_s"]).to_pylist()}
+    given: dict[str, list[float]] = collections.defaultdict(list)
     for r in pacsv.read_csv(truth).to_pylist():
-        reference[str(r["id"])] += [float(r["start_s"]), float(r["end_s"])]
-    estimated: dict[str, list[float]] = collections.defaultdict(list)
-    for s in read_table(embeddings, "segments", columns=["id", "start_s"]).to_pylist():
-        if s["start_s"] > 0:
-            estimated[s["id"]].append(s["start_s"])
-    clips = [r for r in read_table(embeddings, "clips", columns=["id", "uri"]).to_pylist() if r["id"] in reference]
-    if not clips:
+        given[str(r["id"])] += [float(r["start_s"]), float(r["end_s"])]
+    durations = {i: clips[i]["duration_s"] for i in given if i in clips}
+    if not durations:
         raise ValueError(f"no clip of {embeddings} has reference segments in {truth}")
-    methods = {"vae_novelty": {c["id"]: estimated[c["id"]] for c in clips}}
+    reference = {i: interior(given[i], d) for i, d in durations.items()}
+    methods = {level: _boundaries(embeddings, level, durations) for level in ("events", "segments")}
     if baseline:
-        methods["logmel_novelty"] = {c["id"]: logmel_boundaries(c["uri"], settings) for c in clips}
-    report: dict = {"clips": len(clips)}
-    for name, est in methods.items():
-        report[name] = {
-            f"{w}s": {
-                k: float(np.mean([boundary_scores(reference[c], est[c], w)[k] for c in est]))
-                for k in ("precision", "recall", "f_measure")
-            }
-            for w in WINDOWS
-        }
+        methods["logmel_novelty"] = {i: logmel_boundaries(clips[i]["uri"], settings) for i in durations}
+    report: dict = {"clips": len(durations), "reference_boundaries": sum(len(v) for v in reference.values())}
+    report.update({name: _scores(reference, est) for name, est in methods.items()})
     report["settings"] = {"segment_config": settings.segments.to_dict(), "downsample": settings.downsample}
-    report["pictures"] = [_novelty_picture(embeddings, clips[0], reference, estimated, out, settings.features)]
+    first = sorted(durations)[0]
+    detected = {level: methods[level][first] for level in ("events", "segments")}
+    report["pictures"] = [
+        _novelty_picture(embeddings, clips[first], reference[first], detected, out, settings.features)
+    ]
     with open(os.path.join(out, "segments.json"), "w") as f:
         json.dump(report, f, indent=2)
     return report
 
 
-def _novelty_picture(embeddings: str, clip: dict, reference, estimated, out: str, cfg: FeatureConfig) -> str:
+def _novelty_picture(embeddings: str, clip: dict, reference, detected, out: str, cfg: FeatureConfig) -> str:
     frames = read_table(embeddings, "frames", columns=["id", "novelty", "frame_rate"])
     row = next(r for r in frames.to_pylist() if r["id"] == clip["id"])
     with torch.inference_mode():
         mel = LogMel(cfg)(torch.from_numpy(decode(clip["uri"], cfg.sample_rate)[0])).numpy()
     path = os.path.join(out, f"novelty_{clip['id'].replace('/', '_')}.png")
     return plots.novelty_over_logmel(
-        mel,
-        cfg.frame_rate,
-        np.array(row["novelty"]),
-        row["frame_rate"],
-        estimated[clip["id"]],
-        reference[clip["id"]],
-        path,
+        mel, cfg.frame_rate, np.array(row["novelty"]), row["frame_rate"], detected, reference, path
     )

@@ -5,7 +5,8 @@ pyarrow, pandas, polars and duckdb read them with no raydist or Ray installed.
 Layout of an embedding output directory:
     frames/part-*.parquet    one row per clip: the latent sequence and per-frame curves
     clips/part-*.parquet     one row per clip: clip-level (classification) features
-    segments/part-*.parquet  one row per detected segment: segment-level features
+    events/part-*.parquet    one row per event: where sound starts and stops (schema 2 on)
+    segments/part-*.parquet  one row per source segment: regions of one source, tiling the clip
     errors/part-*.parquet    one row per input that could not be processed
     codes/part-*.parquet     (raydist compress) one row per clip: quantised latents + what decoding needs
     _runs/<run>.json         the committed runs: files, counts, model hash, configs, timings
@@ -16,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
-TABLES = ("frames", "clips", "segments", "errors", "codes")
+SCHEMA_VERSION = "2"  # 2: events/ added, segments/ are source segments (1: segments were events)
+TABLES = ("frames", "clips", "events", "segments", "errors", "codes")
 
 
 def _f(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
@@ -58,7 +59,20 @@ CLIPS = pa.schema(
         _f("embedding", pa.list_(pa.float32()), "scene embedding: mean then std over time of the latent means"),
         _f("energy_mean", pa.float32(), "mean log-mel energy"),
         _f("active_fraction", pa.float32(), "share of latent frames above the clip's silence threshold"),
-        _f("n_segments", pa.int32(), "segments detected"),
+        _f("n_segments", pa.int32(), "source segments (rows in segments/)"),
+        _f("n_events", pa.int32(), "events (rows in events/); null in runs of schema 1"),
+    ]
+)
+
+EVENTS = pa.schema(
+    [
+        _f("id", pa.string(), "input id", nullable=False),
+        _f("event", pa.int32(), "event index within the clip"),
+        _f("start_s", pa.float64(), "where the sound starts (or changes suddenly), seconds"),
+        _f("end_s", pa.float64(), "where it stops, seconds"),
+        _f("boundary_score", pa.float32(), "event-level novelty at the start (0 at the clip's start)"),
+        _f("active_fraction", pa.float32(), "share of the event's frames above the silence threshold (>= 0.5)"),
+        _f("embedding", pa.list_(pa.float32()), "mean latent over the event"),
     ]
 )
 
@@ -66,11 +80,15 @@ SEGMENTS = pa.schema(
     [
         _f("id", pa.string(), "input id", nullable=False),
         _f("segment", pa.int32(), "segment index within the clip"),
-        _f("start_s", pa.float64(), "segment start, seconds"),
+        _f(
+            "start_s",
+            pa.float64(),
+            "segment start, seconds (segments tile the clip; a pause between sources is split in two)",
+        ),
         _f("end_s", pa.float64(), "segment end, seconds"),
-        _f("boundary_score", pa.float32(), "novelty at the opening boundary (0 for the first segment)"),
+        _f("boundary_score", pa.float32(), "Ward distance to the previous segment (0 for the first)"),
         _f("active_fraction", pa.float32(), "share of the segment's frames above the silence threshold"),
-        _f("embedding", pa.list_(pa.float32()), "mean latent over the segment"),
+        _f("embedding", pa.list_(pa.float32()), "mean latent over the segment's active frames (all frames if none)"),
     ]
 )
 
@@ -102,9 +120,8 @@ CODES = pa.schema(
 
 
 def schema_for(table: str, dtype: str = "float16") -> pa.Schema:
-    return {"frames": frames_schema(dtype), "clips": CLIPS, "segments": SEGMENTS, "errors": ERRORS, "codes": CODES}[
-        table
-    ]
+    schemas = {"clips": CLIPS, "events": EVENTS, "segments": SEGMENTS, "errors": ERRORS, "codes": CODES}
+    return frames_schema(dtype) if table == "frames" else schemas[table]
 
 
 def list_array(arrays: list[np.ndarray], type_: pa.DataType = pa.float32()) -> pa.Array:

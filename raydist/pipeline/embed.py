@@ -1,6 +1,7 @@
 """`raydist embed`: the runner with the embedding spec. `EncodeBatch` (actor pool) turns decoded
 clips into latents, clip features and segments (or error rows), one wide row per clip;
-`split_tables` (writer tasks) cuts those rows into frames/, clips/, segments/ and errors/.
+`split_tables` (writer tasks) cuts those rows into frames/, clips/, events/, segments/ and
+errors/.
 
 This module imports no torch at import time: writer tasks unpickle `split_tables` from here, and
 a torch import in each writer process cost more CPU than the writing itself. The actor imports
@@ -17,7 +18,7 @@ import pyarrow.compute as pc
 from raydist.audio.errors import TooShortError
 from raydist.config import OutputConfig, ResourceConfig, SegmentConfig
 from raydist.embedding.features import clip_features
-from raydist.io.schema import CLIPS, ERRORS, SEGMENTS, frames_schema, list_array, matrix_array
+from raydist.io.schema import CLIPS, ERRORS, EVENTS, SEGMENTS, frames_schema, list_array, matrix_array
 from raydist.pipeline.decode import ERROR_COLUMNS, set_error, waves
 from raydist.pipeline.runner import RunSummary, Spec, run_pipeline
 
@@ -98,13 +99,21 @@ class EncodeBatch:
         out["logvar"] = matrix_array([lat.logvar if lat is not None and keep else None for lat in results], frames_type)
         null = pa.array([lat is None for lat in results])
         out["energy"] = _masked([None if lat is None else lat.energy for lat in results], null)
-        for k in ("novelty", "embedding", "seg_score", "seg_active"):
+        for k in ("novelty", "embedding"):
             out[k] = _masked([None if f is None else getattr(f, k) for f in feats], null)
-        for k in ("seg_start", "seg_end"):
-            out[k] = _masked([None if f is None else getattr(f, k) for f in feats], null, pa.float64())
         out["energy_mean"] = pa.array([None if f is None else f.energy_mean for f in feats], pa.float32())
         out["active_fraction"] = pa.array([None if f is None else f.active_fraction for f in feats], pa.float32())
-        out["seg_embedding"] = matrix_array([None if f is None else f.seg_embedding for f in feats], pa.float32())
+        for level, prefix in (("events", "ev"), ("segments", "seg")):
+            regions = [None if f is None else getattr(f, level) for f in feats]
+            for k in ("start", "end"):
+                out[f"{prefix}_{k}"] = _masked(
+                    [None if r is None else getattr(r, k) for r in regions], null, pa.float64()
+                )
+            for k in ("score", "active"):
+                out[f"{prefix}_{k}"] = _masked([None if r is None else getattr(r, k) for r in regions], null)
+            out[f"{prefix}_embedding"] = matrix_array(
+                [None if r is None else r.embedding for r in regions], pa.float32()
+            )
         out.update({k: pa.array(v, pa.string()) for k, v in errs.items()})
         return pa.table(out)
 
@@ -129,37 +138,52 @@ def error_table(bad: pa.Table) -> pa.Table:
 
 
 def split_tables(batch: pa.Table, configs: dict[str, dict]) -> dict[str, pa.Table]:
-    """A batch of wide result rows -> frames, clips, segments and errors tables."""
+    """A batch of wide result rows -> frames, clips, events, segments and errors tables."""
     dtype = OutputConfig.from_dict(configs.get("output_config", {})).dtype
     ok = pc.is_null(batch.column("error_stage"))
     good, bad = batch.filter(ok), batch.filter(pc.invert(ok))
     frames = good.select(frames_schema(dtype).names)
-    seg_counts = (
-        pc.list_value_length(good.column("seg_start")).to_numpy(zero_copy_only=False)
-        if good.num_rows
-        else np.zeros(0, int)
-    )
-    clip_cols = [c for c in CLIPS.names if c != "n_segments"]
-    clips = pa.table({**{k: good.column(k) for k in clip_cols}, "n_segments": pa.array(seg_counts, pa.int32())})
-    ids = np.repeat(np.array(good.column("id").to_pylist(), dtype=object), seg_counts)
-    seg_index = np.concatenate([np.arange(c) for c in seg_counts]) if len(seg_counts) else np.zeros(0)
-    segments = pa.table(
+    counts = {p: _lengths(good, f"{p}_start") for p in ("ev", "seg")}
+    clip_cols = [c for c in CLIPS.names if c not in ("n_segments", "n_events")]
+    clips = pa.table(
         {
-            "id": pa.array(ids, pa.string()),
-            "segment": pa.array(seg_index, pa.int32()),
-            "start_s": pc.list_flatten(good.column("seg_start")),
-            "end_s": pc.list_flatten(good.column("seg_end")),
-            "boundary_score": pc.list_flatten(good.column("seg_score")),
-            "active_fraction": pc.list_flatten(good.column("seg_active")),
-            "embedding": pc.list_flatten(good.column("seg_embedding")),
+            **{k: good.column(k) for k in clip_cols},
+            "n_segments": pa.array(counts["seg"], pa.int32()),
+            "n_events": pa.array(counts["ev"], pa.int32()),
         }
     )
+    segments = _regions_table(good, "seg", "segment", counts["seg"])
+    events = _regions_table(good, "ev", "event", counts["ev"])
     return {
         "frames": frames.cast(frames_schema(dtype)),
         "clips": clips.cast(CLIPS),
+        "events": events.cast(EVENTS),
         "segments": segments.cast(SEGMENTS),
         "errors": error_table(bad),
     }
+
+
+def _lengths(table: pa.Table, column: str) -> np.ndarray:
+    if not table.num_rows:
+        return np.zeros(0, int)
+    return pc.list_value_length(table.column(column)).to_numpy(zero_copy_only=False)
+
+
+def _regions_table(good: pa.Table, prefix: str, index: str, counts: np.ndarray) -> pa.Table:
+    """One row per region (event or segment) from the wide rows' list columns."""
+    ids = np.repeat(np.array(good.column("id").to_pylist(), dtype=object), counts)
+    order = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0)
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            index: pa.array(order, pa.int32()),
+            "start_s": pc.list_flatten(good.column(f"{prefix}_start")),
+            "end_s": pc.list_flatten(good.column(f"{prefix}_end")),
+            "boundary_score": pc.list_flatten(good.column(f"{prefix}_score")),
+            "active_fraction": pc.list_flatten(good.column(f"{prefix}_active")),
+            "embedding": pc.list_flatten(good.column(f"{prefix}_embedding")),
+        }
+    )
 
 
 EMBED = Spec("embed", EncodeBatch, split_tables, ("clips", "errors"))

@@ -231,6 +231,7 @@ def run_pipeline(
         "removed": {},
         "model": {"uri": model_uri, "sha256": model.checkpoint_id, "step": model.step},
         **configs,
+        "retry_errors": retry_errors,
         "counts": {"inputs": todo.num_rows, "ok": summary.ok, "failed": summary.failed, "retried": len(retried)},
         "audio_s": summary.audio_s,
         "bytes": {

@@ -1,0 +1,118 @@
+"""Source segmentation on concatenations of real sources: events and segments against the joins.
+
+    apt-get install espeak-ng fluidsynth fluid-soundfont-gm
+    .venv/bin/python bench/bench_segments.py --seeds 0 1 2
+
+Builds two sets of files (`segcorpus.py`): each file is 3-6 pieces joined with no gap, a piece
+being a word said 2-4 times by one espeak-ng voice with pauses, or a phrase with rests played by
+one General MIDI program; 40% of joins are between similar sources (two voices of one gender, two
+programs of one family). The tuning set uses TUNE_VOICES and TUNE_PROGRAMS; the held-out set
+uses other voices and programs (HELD_*), never used for tuning or training.
+
+Per seed: trains a VAE on the tuning set's pieces with the shipped trainer's step and settings
+(`raydist.train.local`, TrainConfig defaults: 20 epochs), embeds both sets with `raydist embed`
+(Ray Data, the shipped SegmentConfig), and scores with `raydist segment-eval` against the joins:
+F at 0.5 s and 0.25 s and boundary counts for segments (sources) and events (onsets/offsets),
+beside log-mel novelty (the same event-level algorithm on raw log-mel) and the source algorithm on
+raw log-mel (`source_boundaries` over pooled, standardised log-mel: the same work, other
+features). Prints means over seeds with their range and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import json
+import os
+import tempfile
+
+import numpy as np
+from segcorpus import HELD_PROGRAMS, HELD_VOICES, TUNE_PROGRAMS, TUNE_VOICES, build
+
+from raydist.config import SegmentConfig, TrainConfig
+from raydist.embedding.features import active_frames
+from raydist.embedding.segmentation import boundary_s, source_boundaries
+from raydist.eval.boundaries import boundary_scores
+from raydist.eval.segments import WINDOWS, interior, pooled_logmel, run_segment_eval
+from raydist.io.store import read_table
+from raydist.model.checkpoint import load_model
+from raydist.train.local import train_local
+
+
+def logmel_sources(emb: str, truth: str, model_uri: str, cfg: SegmentConfig) -> dict:
+    """The source algorithm on pooled raw log-mel instead of latents, scored like segment-eval."""
+    m = load_model(model_uri)
+    d, rate = m.vae.cfg.downsample, m.latent_rate
+    clips = {r["id"]: r for r in read_table(emb, "clips", columns=["id", "uri", "duration_s"]).to_pylist()}
+    given: dict[str, list[float]] = collections.defaultdict(list)
+    for r in csv.DictReader(open(truth)):
+        given[r["id"]] += [float(r["start_s"]), float(r["end_s"])]
+    scores, found = collections.defaultdict(list), 0
+    for cid, times in given.items():
+        mel, energy = pooled_logmel(clips[cid]["uri"], d, m.features)
+        cuts = source_boundaries(
+            mel,
+            active_frames(energy),
+            max(1, round(cfg.source_novelty_s * rate)),
+            cfg.source_threshold,
+            cfg.merge_distance,
+        )
+        est = [boundary_s(j, d, m.features) for j, _ in cuts]
+        found += len(est)
+        ref = interior(times, clips[cid]["duration_s"])
+        for w in WINDOWS:
+            scores[w].append(boundary_scores(ref, est, w)["f_measure"])
+    return {**{f"{w}s": {"f_measure": float(np.mean(v))} for w, v in scores.items()}, "boundaries": found}
+
+
+def one_seed(seed: int, sets: dict, root: str) -> dict:
+    from raydist.pipeline.embed import embed
+
+    model = train_local([sets["tune"][2]], os.path.join(root, f"ckpt{seed}"), TrainConfig(seed=seed))
+    out = {}
+    for name, (manifest, truth, _) in sets.items():
+        emb = os.path.join(root, f"emb-{name}-{seed}")
+        embed([manifest], emb, model, progress=False)
+        report = run_segment_eval(emb, truth, os.path.join(root, f"eval-{name}-{seed}"))
+        report["logmel_sources"] = logmel_sources(emb, truth, model, SegmentConfig())
+        out[name] = report
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--files", type=int, default=60, help="files per set")
+    ap.add_argument("--out", default="bench-segments.json")
+    args = ap.parse_args()
+    from raydist.cluster.session import init_ray
+
+    root = tempfile.mkdtemp(prefix="segbench")
+    sets = {
+        "tune": build(os.path.join(root, "tune"), args.files, TUNE_VOICES, TUNE_PROGRAMS, seed=0),
+        "held-out": build(os.path.join(root, "held"), args.files, HELD_VOICES, HELD_PROGRAMS, seed=1),
+    }
+    init_ray()
+    runs = [one_seed(s, sets, root) for s in args.seeds]
+    summary: dict = {"seeds": args.seeds, "files": args.files, "runs": runs}
+    print(f"{'set':9s} {'method':15s} {'F@0.5s':>16s} {'F@0.25s':>16s} {'found/true':>12s}")
+    for name in sets:
+        true = runs[0][name]["reference_boundaries"]
+        for method in ("segments", "events", "logmel_sources", "logmel_novelty"):
+            row = {}
+            for w in ("0.5s", "0.25s"):
+                v = [r[name][method][w]["f_measure"] for r in runs]
+                row[w] = (float(np.mean(v)), float(min(v)), float(max(v)))
+            ratio = [r[name][method]["boundaries"] / true for r in runs]
+            row["ratio"] = (float(np.mean(ratio)), float(min(ratio)), float(max(ratio)))
+            summary[f"{name}/{method}"] = row
+            cells = " ".join(f"{m:.3f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in (row["0.5s"], row["0.25s"]))
+            print(f"{name:9s} {method:15s} {cells} {row['ratio'][0]:6.2f} of {true}")
+    with open(args.out, "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
