@@ -76,3 +76,36 @@ def test_an_old_manifest_upgrades_to_the_split_configs():
     assert SegmentConfig.from_dict(new["segment_config"]) == SegmentConfig(
         novelty_s=0.5, novelty_threshold=1.5, activity_weight=0.0
     )
+
+
+def test_a_schema_1_output_still_reads(tmp_path):
+    """Runs written before events/ existed: clips read (n_events absent), events/ reads empty, and
+    evaluations get the run's settings from its old embed_config."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from raydist.config import SegmentConfig
+    from raydist.eval.settings import run_settings
+    from raydist.io.schema import CLIPS, EVENTS
+    from raydist.io.store import read_table
+
+    old_clips = CLIPS.remove(CLIPS.get_field_index("n_events"))
+    row = {"id": "a.wav", "uri": "/x/a.wav", "duration_s": 1.0, "n_frames": 13, "embedding": [0.0] * 64}
+    (tmp_path / "clips").mkdir()
+    pq.write_table(old_clips.empty_table().from_pylist([row], schema=old_clips), tmp_path / "clips" / "p1.parquet")
+    embed_config = {"novelty_s": 0.5, "min_segment_s": 0.15, "novelty_threshold": 1.0, "activity_weight": 1.0}
+    manifest = {
+        "run_id": "r1",
+        "files": {"clips": ["p1.parquet"]},
+        "feature_config": {},
+        "model_config": {},
+        "embed_config": {**embed_config, "batch_size": 32, "rows_per_file": 2000, "retry_errors": False},
+    }
+    (tmp_path / "_runs").mkdir()
+    (tmp_path / "_runs" / "r1.json").write_text(json.dumps(manifest))
+    clips = read_table(str(tmp_path), "clips")
+    assert clips.column("id").to_pylist() == ["a.wav"] and "n_events" not in clips.column_names
+    events = read_table(str(tmp_path), "events")
+    assert events.num_rows == 0 and events.schema.equals(EVENTS)
+    assert run_settings(str(tmp_path)).segments == SegmentConfig(novelty_s=0.5)
