@@ -90,7 +90,7 @@ def embed(
     address: Address = None,
     endpoint_url: EndpointUrl = None,
 ) -> None:
-    """Embed audio into Parquet: frames/, clips/, segments/, errors/ (exactly once, resumable)."""
+    """Embed audio into Parquet: frames/, clips/, events/, segments/, errors/ (exactly once, resumable)."""
     res = resources(batch_size, actors, cpus_per_actor, gpus_per_actor)
     with user_errors():
         output = OutputConfig(rows_per_file=rows_per_file, dtype=dtype, keep_logvar=keep_logvar)

@@ -63,8 +63,7 @@ def segment_eval(
     out: str = typer.Option(..., "--out", help="Directory for segments.json and a novelty picture."),
     baseline: bool = typer.Option(True, help="Also score novelty on raw log-mel."),
 ) -> None:
-    """Boundary precision, recall and F-measure at 0.5 s and 0.25 s tolerance, with the run's own
-    segmentation settings (from its manifests)."""
+    """Boundary P/R/F at 0.5 s and 0.25 s of events and source segments, with the run's own settings."""
     from raydist.eval.segments import run_segment_eval
 
     check_local_inputs([embeddings, truth])
