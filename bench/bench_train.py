@@ -1,0 +1,90 @@
+"""Training throughput: `raydist train` (Ray Train, DDP) against a plain single-process loop doing
+the same work, timed as whole commands.
+
+    .venv/bin/python bench/bench_train.py --clips 400 --epochs 5 20
+
+Both sides train the default VAE on the same windows (the built-in corpus cut by raydist's own
+`make_windows`), with the same step (`raydist.train.step`), optimiser, clipping and global batch
+(workers x batch_size). The plain loop is `raydist.train.local.train_local` in a fresh process with
+all local torch threads, which is what a user would write instead; `raydist train` runs its
+defaults (2 workers on a local Ray, validation and a checkpoint each epoch). Each side runs at two
+epoch counts: the slope between them is the steady-state rate (windows/s), the intercept the
+fixed start-up. Prints one table of wall times, rates and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+PLAIN = """
+import sys, torch
+from raydist.config import TrainConfig
+from raydist.train.local import train_local
+train_local([sys.argv[1]], sys.argv[2], TrainConfig(epochs=int(sys.argv[3])))
+"""
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.time()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.time() - start
+
+
+def steps_of(model_dir: str) -> int:
+    from raydist.model.checkpoint import read_checkpoint
+
+    return read_checkpoint(os.path.join(model_dir, "model.pt"))[0]["step"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", type=int, default=400)
+    ap.add_argument("--epochs", type=int, nargs=2, default=[5, 20])
+    ap.add_argument("--out", default="bench-train.json")
+    args = ap.parse_args()
+    from raydist.config import FeatureConfig, TrainConfig
+    from raydist.demo.corpus import write_corpus
+    from raydist.train.local import load_windows
+
+    root = tempfile.mkdtemp(prefix="trainbench")
+    manifest = write_corpus(os.path.join(root, "corpus"), n_clips=args.clips)
+    windows = len(load_windows([manifest], TrainConfig(), FeatureConfig()))
+    raydist_bin = os.path.join(os.path.dirname(sys.executable), "raydist")
+    rows: dict = {"clips": args.clips, "training_windows_plain": windows}
+    for side in ("plain", "raydist"):
+        for epochs in args.epochs:
+            out = os.path.join(root, f"{side}-{epochs}")
+            if side == "plain":
+                wall = timed([sys.executable, "-c", PLAIN, manifest, out, str(epochs)])
+            else:
+                wall = timed([raydist_bin, "train", manifest, "--out", out, "--epochs", str(epochs)])
+            rows[f"{side}/{epochs}"] = {"wall_s": wall, "steps": steps_of(out)}
+    batch = TrainConfig().workers * TrainConfig().batch_size
+    lo, hi = args.epochs
+    print(f"{args.clips} clips, {windows} training windows, global batch {batch}")
+    print(f"{'side':8s} {f'{lo} epochs':>12s} {f'{hi} epochs':>12s} {'steady win/s':>13s} {'start-up s':>11s}")
+    for side in ("plain", "raydist"):
+        a, b = rows[f"{side}/{lo}"], rows[f"{side}/{hi}"]
+        rate = (b["steps"] - a["steps"]) * batch / (b["wall_s"] - a["wall_s"])
+        startup = a["wall_s"] - a["steps"] * batch / rate
+        rows[side] = {"steady_windows_per_s": rate, "startup_s": startup}
+        print(f"{side:8s} {a['wall_s']:11.1f}s {b['wall_s']:11.1f}s {rate:13.0f} {startup:11.1f}")
+    for epochs in args.epochs:
+        ratio = rows[f"plain/{epochs}"]["wall_s"] / rows[f"raydist/{epochs}"]["wall_s"]
+        rows[f"ratio/{epochs}"] = ratio
+        print(f"raydist train / plain loop, whole command at {epochs} epochs: {ratio:.2f}x the speed")
+    rows["ratio/steady"] = rows["raydist"]["steady_windows_per_s"] / rows["plain"]["steady_windows_per_s"]
+    print(f"steady state: {rows['ratio/steady']:.2f}x")
+    with open(args.out, "w") as f:
+        json.dump(rows, f, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
