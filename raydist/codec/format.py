@@ -10,6 +10,8 @@ import posixpath
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from raydist.audio.rates import MAX_RATE, MIN_RATE
 from raydist.io.inputs import AUDIO_EXTENSIONS
@@ -44,6 +46,22 @@ def pcm16_bytes(duration_s, sample_rate, channels):
     """Bytes of the same audio as 16-bit PCM at its source rate and channel count (ints, floats
     or numpy arrays)."""
     return PCM16_BYTES * duration_s * sample_rate * channels
+
+
+def table_payload_bytes(codes: pa.Table) -> int:
+    """Latent payload of every row of a codes table (n_frames and scale columns)."""
+    n_frames = codes.column("n_frames").to_numpy(zero_copy_only=False).astype(np.int64)
+    dims = pc.list_value_length(codes.column("scale")).to_numpy(zero_copy_only=False).astype(np.int64)
+    return int(payload_bytes(n_frames, dims).sum())
+
+
+def table_pcm16_bytes(table: pa.Table) -> float:
+    """16-bit PCM size of every row of a table with duration_s, sample_rate and channels columns."""
+    cols = (
+        table.column(k).to_numpy(zero_copy_only=False).astype(np.float64)
+        for k in ("duration_s", "sample_rate", "channels")
+    )
+    return float(pcm16_bytes(*cols).sum())
 
 
 def quantize(mean: np.ndarray) -> Codes:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raydist.codec.format import CodecError, payload_bytes, pcm16_bytes
+from raydist.codec.format import CodecError, table_payload_bytes, table_pcm16_bytes
 from raydist.config import OutputConfig, ResourceConfig
 from raydist.io.schema import CODES
 from raydist.io.store import RunStore, read_table
@@ -68,10 +67,6 @@ def compress(
     return run_pipeline(COMPRESS, inputs, out, model_uri, resources, configs, retry_errors, storage_options, progress)
 
 
-def _array(table: pa.Table, name: str) -> np.ndarray:
-    return table.column(name).to_numpy(zero_copy_only=False)
-
-
 def codec_report(out: str, storage_options: dict[str, Any] | None = None) -> dict[str, float]:
     """Bitrates and compression ratios of a compressed set, from the bytes on disk."""
     store = RunStore(out, storage_options)
@@ -80,15 +75,10 @@ def codec_report(out: str, storage_options: dict[str, Any] | None = None) -> dic
     if codes.num_rows == 0:
         raise CodecError(f"{out} holds no compressed clips")
     seconds = float(pc.sum(codes.column("duration_s")).as_py())
-    dims = pc.list_value_length(codes.column("scale")).to_numpy(zero_copy_only=False)
-    payload = int(payload_bytes(_array(codes, "n_frames").astype(np.int64), dims.astype(np.int64)).sum())
+    payload = table_payload_bytes(codes)
     files = sum(store.fs.size(p) for p in store.committed_files("codes"))
     source = int(pc.sum(codes.column("source_bytes")).as_py())
-    pcm16 = float(
-        pcm16_bytes(
-            _array(codes, "duration_s"), _array(codes, "sample_rate").astype(np.float64), _array(codes, "channels")
-        ).sum()
-    )
+    pcm16 = table_pcm16_bytes(codes)
     return {
         "clips": codes.num_rows,
         "audio_s": seconds,

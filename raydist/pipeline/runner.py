@@ -185,7 +185,7 @@ def run_pipeline(
         summary.wall_s = time.time() - start
         return summary
     run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    configs = {
+    recorded = {  # every config of the run: for the actors, the writers' metadata and the manifest
         "feature_config": model.features.to_dict(),
         "model_config": model.vae.cfg.to_dict(),
         "resource_config": resources.to_dict(),
@@ -195,14 +195,14 @@ def run_pipeline(
         "raydist.schema_version": SCHEMA_VERSION,
         "raydist.run_id": run_id,
         "raydist.model_sha256": model.checkpoint_id,
-        **{f"raydist.{k}": json.dumps(v) for k, v in configs.items()},
+        **{f"raydist.{k}": json.dumps(v) for k, v in recorded.items()},
     }
     ds = build_dataset(
         spec,
         todo,
         model_uri,
         resources,
-        configs,
+        recorded,
         store.uri(STAGING, run_id),
         run_id,
         model.features.sample_rate,
@@ -230,7 +230,7 @@ def run_pipeline(
         "files": files,
         "removed": {},
         "model": {"uri": model_uri, "sha256": model.checkpoint_id, "step": model.step},
-        **configs,
+        **recorded,
         "retry_errors": retry_errors,
         "counts": {"inputs": todo.num_rows, "ok": summary.ok, "failed": summary.failed, "retried": len(retried)},
         "audio_s": summary.audio_s,

@@ -11,12 +11,11 @@ import posixpath
 from typing import Callable
 
 import fsspec
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from raydist.codec.format import payload_bytes, pcm16_bytes
+from raydist.codec.format import table_payload_bytes, table_pcm16_bytes
 
 
 def part_name(run_id: str, ids: list[str]) -> str:
@@ -56,13 +55,6 @@ def write_parts(
         written.append(table_name)
         sizes.append(buf.getbuffer().nbytes)
     good = batch.filter(pc.is_null(batch.column("error_stage")))
-    pcm16 = pcm16_bytes(*(_array(good, k).astype(np.float64) for k in ("duration_s", "sample_rate", "channels")))
-    codes = tables.get("codes")
-    payload = (
-        int(payload_bytes(_array(codes, "n_frames").astype(np.int64), _array(codes, "scale", lengths=True)).sum())
-        if codes is not None
-        else 0
-    )
     return pa.table(
         {
             "part": [name],
@@ -72,14 +64,8 @@ def write_parts(
             "failed": [tables["errors"].num_rows],
             "audio_s": [float(pc.sum(good.column("duration_s")).as_py() or 0.0)],
             "source_bytes": [int(pc.sum(good.column("source_bytes")).as_py() or 0)],
-            "pcm16_bytes": [float(pcm16.sum())],
-            "payload_bytes": [payload],
+            "pcm16_bytes": [table_pcm16_bytes(good)],
+            "payload_bytes": [table_payload_bytes(tables["codes"]) if "codes" in tables else 0],
             "ids": [ids],
         }
     )
-
-
-def _array(table: pa.Table, name: str, lengths: bool = False) -> np.ndarray:
-    """A column as numpy (or, with `lengths`, the lengths of a list column)."""
-    column = pc.list_value_length(table.column(name)) if lengths else table.column(name)
-    return column.to_numpy(zero_copy_only=False).astype(np.int64) if lengths else column.to_numpy(zero_copy_only=False)
