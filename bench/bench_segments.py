@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import json
 import os
 import tempfile
@@ -34,7 +33,7 @@ from raydist.config import SegmentConfig, TrainConfig
 from raydist.embedding.features import active_frames
 from raydist.embedding.segmentation import boundary_s, source_boundaries
 from raydist.eval.boundaries import boundary_scores
-from raydist.eval.segments import WINDOWS, interior, pooled_logmel, run_segment_eval
+from raydist.eval.segments import WINDOWS, pooled_logmel, reference_boundaries, run_segment_eval
 from raydist.io.store import read_table
 from raydist.model.checkpoint import load_model
 from raydist.train.local import train_local
@@ -45,11 +44,9 @@ def logmel_sources(emb: str, truth: str, model_uri: str, cfg: SegmentConfig) -> 
     m = load_model(model_uri)
     d, rate = m.vae.cfg.downsample, m.latent_rate
     clips = {r["id"]: r for r in read_table(emb, "clips", columns=["id", "uri", "duration_s"]).to_pylist()}
-    given: dict[str, list[float]] = collections.defaultdict(list)
-    for r in csv.DictReader(open(truth)):
-        given[r["id"]] += [float(r["start_s"]), float(r["end_s"])]
+    reference = reference_boundaries(truth, {i: c["duration_s"] for i, c in clips.items()})
     scores, found = collections.defaultdict(list), 0
-    for cid, times in given.items():
+    for cid, ref in reference.items():
         mel, energy = pooled_logmel(clips[cid]["uri"], d, m.features)
         cuts = source_boundaries(
             mel,
@@ -60,7 +57,6 @@ def logmel_sources(emb: str, truth: str, model_uri: str, cfg: SegmentConfig) -> 
         )
         est = [boundary_s(j, d, m.features) for j, _ in cuts]
         found += len(est)
-        ref = interior(times, clips[cid]["duration_s"])
         for w in WINDOWS:
             scores[w].append(boundary_scores(ref, est, w)["f_measure"])
     return {**{f"{w}s": {"f_measure": float(np.mean(v))} for w, v in scores.items()}, "boundaries": found}

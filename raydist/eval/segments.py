@@ -61,6 +61,14 @@ def interior(times, duration_s: float) -> list[float]:
     return out
 
 
+def reference_boundaries(truth: str, durations: dict[str, float]) -> dict[str, list[float]]:
+    """Per clip of `durations`, the interior boundaries of a truth CSV (id, start_s, end_s)."""
+    given: dict[str, list[float]] = collections.defaultdict(list)
+    for r in pacsv.read_csv(truth).to_pylist():
+        given[str(r["id"])] += [float(r["start_s"]), float(r["end_s"])]
+    return {i: interior(times, durations[i]) for i, times in given.items() if i in durations}
+
+
 def _boundaries(embeddings: str, table: str, durations: dict[str, float]) -> dict[str, list[float]]:
     """Per clip, the interior starts and ends of a region table (events or segments)."""
     times: dict[str, list[float]] = collections.defaultdict(list)
@@ -89,13 +97,10 @@ def run_segment_eval(embeddings: str, truth: str, out: str, baseline: bool = Tru
     settings = run_settings(embeddings)
     os.makedirs(out, exist_ok=True)
     clips = {r["id"]: r for r in read_table(embeddings, "clips", columns=["id", "uri", "duration_s"]).to_pylist()}
-    given: dict[str, list[float]] = collections.defaultdict(list)
-    for r in pacsv.read_csv(truth).to_pylist():
-        given[str(r["id"])] += [float(r["start_s"]), float(r["end_s"])]
-    durations = {i: clips[i]["duration_s"] for i in given if i in clips}
-    if not durations:
+    reference = reference_boundaries(truth, {i: c["duration_s"] for i, c in clips.items()})
+    if not reference:
         raise ValueError(f"no clip of {embeddings} has reference segments in {truth}")
-    reference = {i: interior(given[i], d) for i, d in durations.items()}
+    durations = {i: clips[i]["duration_s"] for i in reference}
     methods = {level: _boundaries(embeddings, level, durations) for level in ("events", "segments")}
     if baseline:
         methods["logmel_novelty"] = {i: logmel_boundaries(clips[i]["uri"], settings) for i in durations}
