@@ -64,8 +64,14 @@ def test_train_options_reach_the_config(tmp_path, monkeypatch):
         "2",
         "--batch-size",
         "8",
+        "--preset",
+        "base",
         "--latent-dim",
         "16",
+        "--contrast",
+        "0.5",
+        "--seed",
+        "3",
         "--resume",
     ]
     result = runner.invoke(app, args)
@@ -79,4 +85,9 @@ def test_train_options_reach_the_config(tmp_path, monkeypatch):
         2.0,
         8,
     )
-    assert seen["model"].latent_dim == 16 and seen["resume"] is True
+    assert seen["resume"] is True and cfg.seed == 3
+    # the preset's shape, with --latent-dim overriding one field; the objective's weight
+    assert (seen["model"].preset, seen["model"].hidden, seen["model"].latent_dim) == ("base", 256, 16)
+    assert seen["loss"].contrast == 0.5
+    bad = runner.invoke(app, ["train", str(tmp_path), "--out", "o", "--preset", "huge"])
+    assert bad.exit_code == 2 and "unknown preset 'huge'" in bad.output

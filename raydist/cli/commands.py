@@ -39,9 +39,17 @@ def train(
     checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, help="Steps between checkpoints."),
     max_failures: int = typer.Option(TrainConfig.max_failures, help="Worker-group restarts allowed."),
     placement: str = typer.Option(TrainConfig.placement, help="PACK | SPREAD: spread puts workers on different nodes."),
-    latent_dim: int = typer.Option(ModelConfig.latent_dim, help="Latent channels per latent frame."),
+    seed: int = typer.Option(TrainConfig.seed, help="Model initialisation seed."),
+    preset: str = typer.Option(
+        "small", help="Model shape: small (2-core laptop, demo, CI) | base (GPU nodes). Saved in the checkpoint."
+    ),
+    latent_dim: Optional[int] = typer.Option(None, help="Latent channels per latent frame (default: the preset's)."),
+    hidden: Optional[int] = typer.Option(None, help="Conv channels (default: the preset's)."),
     beta: float = typer.Option(LossConfig.beta, help="KL weight after warm-up."),
     free_bits: float = typer.Option(LossConfig.free_bits, help="Free nats per latent dim and frame."),
+    contrast: float = typer.Option(
+        LossConfig.contrast, help="Weight of the invariance term between two crops of a clip (0 = plain ELBO)."
+    ),
     address: Address = None,
     endpoint_url: EndpointUrl = None,
 ) -> None:
@@ -58,9 +66,11 @@ def train(
             checkpoint_every=checkpoint_every,
             max_failures=max_failures,
             placement=placement,
+            seed=seed,
         )
-        model_cfg = ModelConfig(latent_dim=latent_dim)
-        loss_cfg = LossConfig(beta=beta, free_bits=free_bits)
+        shape = {k: v for k, v in (("latent_dim", latent_dim), ("hidden", hidden)) if v is not None}
+        model_cfg = ModelConfig.from_preset(preset, **shape)
+        loss_cfg = LossConfig(beta=beta, free_bits=free_bits, contrast=contrast)
     check_local_inputs(inputs)
     from raydist.cluster import session
     from raydist.config import FeatureConfig

@@ -56,9 +56,17 @@ CLIPS = pa.schema(
         _f("channels", pa.int32(), "source channels (mixed to mono for the model)"),
         _f("format", pa.string(), "source container, e.g. WAV, FLAC"),
         _f("n_frames", pa.int32(), "latent frames"),
-        _f("embedding", pa.list_(pa.float32()), "scene embedding: mean then std over time of the latent means"),
-        _f("energy_mean", pa.float32(), "mean log-mel energy"),
-        _f("active_fraction", pa.float32(), "share of latent frames above the clip's silence threshold"),
+        _f(
+            "embedding",
+            pa.list_(pa.float32()),
+            "clip embedding (2 x latent dims): mean then std over time of the latent means; what the invariance term trains",
+        ),
+        _f("energy_mean", pa.float32(), "mean log-mel energy, nats (loudness)"),
+        _f(
+            "active_fraction",
+            pa.float32(),
+            "share of latent frames above the clip's silence threshold (30 dB under its loudest)",
+        ),
         _f("n_segments", pa.int32(), "source segments (rows in segments/)"),
         _f("n_events", pa.int32(), "events (rows in events/); null in runs of schema 1"),
     ]

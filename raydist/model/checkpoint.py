@@ -125,7 +125,8 @@ class LoadedModel:
 
 
 def build_model(state: dict[str, Any]) -> AudioVAE:
-    model = AudioVAE(ModelConfig.from_dict(state["model_config"]))
+    # checkpoints from before the invariance term have no projection head
+    model = AudioVAE(ModelConfig.from_dict({"proj_dim": 0, **state["model_config"]}))
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError, AttributeError) as e:

@@ -44,6 +44,19 @@ def elbo_terms(
     }
 
 
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE (NT-Xent without same-view negatives; CLIP's form) between two views:
+    a[i] and b[i] embed two views of clip i, (B, P) each. Cross-entropy of picking b[i] among all
+    b for a[i] (and a[i] among all a for b[i]) from cosine similarities / temperature; log(B)
+    when the views carry no information, 0 when each pair is certain."""
+    a, b = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
+    logits = a @ b.T / temperature
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (
+        torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target)
+    )
+
+
 def beta_at(step: int, beta: float, warmup_steps: int) -> float:
     """KL warm-up: beta ramps linearly from 0 to `beta` over `warmup_steps`."""
     return beta if warmup_steps <= 0 else beta * min(1.0, step / warmup_steps)

@@ -43,12 +43,24 @@ class Decoder(nn.Module):
         return self.net(z)  # (B, n_mels, 2**n_down * L), normalised log-mel
 
 
+def pool(mean: torch.Tensor) -> torch.Tensor:
+    """(B, D, L) latent means -> (B, 2 D) [mean over time, std over time]: the clip embedding
+    (`embedding.features.scene_embedding` is the same for one clip, in numpy)."""
+    return torch.cat([mean.mean(-1), mean.std(-1, unbiased=False)], dim=1)
+
+
 class AudioVAE(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+        # projection head of the invariance term: pooled clip embedding -> proj_dim (training only)
+        self.head = (
+            nn.Sequential(nn.Linear(2 * cfg.latent_dim, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.proj_dim))
+            if cfg.proj_dim
+            else None
+        )
 
     def normalize(self, logmel: torch.Tensor) -> torch.Tensor:
         return (logmel - self.cfg.input_mean) / self.cfg.input_std
@@ -70,11 +82,18 @@ class AudioVAE(nn.Module):
         out = self.denormalize(self.decoder(z))
         return out if frames is None else out[..., :frames]
 
-    def forward(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, logmel: torch.Tensor, views: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """ELBO pieces for (B, n_mels, T) log-mel; with `views` (V, n_mels, T'), also "proj":
+        the projection head on each view's pooled latent means (one call, so DDP sees one pass)."""
         mean, logvar = self.encode(logmel)
         z = reparameterize(mean, logvar)
         recon = self.decoder(z)[..., : logmel.shape[-1]]  # normalised
-        return {"mean": mean, "logvar": logvar, "z": z, "recon": recon}
+        out = {"mean": mean, "logvar": logvar, "z": z, "recon": recon}
+        if views is not None:
+            if self.head is None:
+                raise ValueError("this model has no projection head (proj_dim=0): train it with contrast=0")
+            out["proj"] = self.head(pool(self.encode(views)[0]))
+        return out
 
 
 def receptive_field(model: AudioVAE) -> int:

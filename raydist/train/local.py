@@ -20,9 +20,8 @@ import torch
 from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
 from raydist.io.inputs import resolve_inputs
 from raydist.model.checkpoint import save_checkpoint
-from raydist.model.vae import AudioVAE
 from raydist.train.data import make_windows, split_inputs
-from raydist.train.step import make_optimizer, train_step
+from raydist.train.step import build_vae, make_optimizer, train_step
 
 
 def load_windows(
@@ -44,24 +43,29 @@ def train_local(
     loss_cfg: LossConfig = LossConfig(),
     steps: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> str:
     """Train on `inputs` for cfg.epochs epochs (or exactly `steps` steps) and save the checkpoint
-    under `out`; return model.pt's URI."""
+    under `out`; return model.pt's URI. On a CUDA `device` the forward pass runs in bf16 autocast,
+    as Ray Train's workers do on GPUs."""
     x = load_windows(inputs, cfg, features, storage_options)
     if len(x) == 0:
         raise ValueError(f"no training windows in {inputs}")
     torch.manual_seed(cfg.seed)
-    model = AudioVAE(model_cfg)
+    model = build_vae(model_cfg, loss_cfg).to(device)
+    x = x.to(device)
     opt = make_optimizer(model, cfg)
     batch = cfg.workers * cfg.batch_size
     total = steps if steps is not None else cfg.epochs * math.ceil(len(x) / batch)
     step, epoch = 0, 0
     while step < total:
-        order = torch.randperm(len(x))  # a new shuffle each epoch
+        order = torch.randperm(len(x), device=device)  # a new shuffle each epoch
         for i in range(0, len(x), batch):
             if step == total:
                 break
-            train_step(model, x[order[i : i + batch]], opt, step, cfg, loss_cfg)
+            train_step(
+                model, x[order[i : i + batch]], opt, step, cfg, loss_cfg, features.frame_rate, bf16=device != "cpu"
+            )
             step += 1
         else:
             epoch += 1  # a full pass

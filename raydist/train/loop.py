@@ -19,7 +19,7 @@ from raydist.model.checkpoint import read_checkpoint, save_checkpoint
 from raydist.model.losses import elbo_terms, kl_per_dim
 from raydist.model.metrics import active_dims, pca_components
 from raydist.model.vae import AudioVAE
-from raydist.train.step import make_optimizer, train_step
+from raydist.train.step import build_vae, make_optimizer, train_step
 
 PCA_MAX_FRAMES = 20000  # latent frames kept (on rank 0) for the PCA figure
 
@@ -90,9 +90,10 @@ def _report(
 
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     tc, loss_cfg = TrainConfig.from_dict(cfg["train"]), LossConfig.from_dict(cfg["loss"])
+    features = FeatureConfig.from_dict(cfg["features"])
     rank0 = ray.train.get_context().get_world_rank() == 0
     torch.manual_seed(tc.seed)
-    model = AudioVAE(ModelConfig.from_dict(cfg["model"]))
+    model = build_vae(ModelConfig.from_dict(cfg["model"]), loss_cfg)
     state = _restore(model)
     device = ray.train.torch.get_device()
     ddp = ray.train.torch.prepare_model(model)
@@ -127,7 +128,9 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         ):
             if i < epoch_step:  # resumed mid-epoch: these batches were already taken
                 continue
-            terms = train_step(model, batch["logmel"], opt, step, tc, loss_cfg, forward=ddp, bf16=use_bf16)
+            terms = train_step(
+                model, batch["logmel"], opt, step, tc, loss_cfg, features.frame_rate, forward=ddp, bf16=use_bf16
+            )
             step, epoch_step = step + 1, i + 1
             sums += torch.tensor(
                 [terms["loss"].item(), terms["recon"].item(), terms["kl"].item(), 1.0], dtype=torch.float64
