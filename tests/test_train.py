@@ -80,3 +80,16 @@ def test_in_process_trainer_shares_the_step_and_learns(tmp_path):
     assert state["step"] == steps and state["epoch"] == 12
     assert state["optimizer"]["param_groups"][0]["lr"] == cfg.lr
     assert elbo(load_model(uri).vae) < 0.8 * before
+
+
+def test_ddp_trains_with_the_invariance_term(ray_session, tmp_path):
+    """The term's projection head takes part in every DDP step (an unused parameter would stop
+    DDP on the second step), and the checkpoint records the objective and keeps the head."""
+    from raydist.config import FeatureConfig, LossConfig
+
+    manifest = write_corpus(str(tmp_path / "corpus"), n_clips=40, seed=2)
+    cfg = TrainConfig(workers=2, epochs=2, batch_size=8, checkpoint_every=1000)
+    result = train([manifest], str(tmp_path / "run"), cfg, SMALL, FeatureConfig(), LossConfig(contrast=1.0))
+    state, _ = read_checkpoint(result.model_uri)
+    assert state["step"] >= 4 and state["loss_config"]["contrast"] == 1.0
+    assert any(k.startswith("head.") for k in state["model"])
