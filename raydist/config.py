@@ -95,10 +95,9 @@ class ModelConfig(Config):
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "ModelConfig":
-        """A preset's shape with any field overridden: ModelConfig.from_preset("base", latent_dim=48)."""
-        if name not in MODEL_PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MODEL_PRESETS)}")
-        return cls(**{**MODEL_PRESETS[name], **overrides, "preset": name})
+        """A preset's shape with any field overridden: ModelConfig.from_preset("base", latent_dim=48).
+        An unknown name is refused by __post_init__'s preset check."""
+        return cls(**{**MODEL_PRESETS.get(name, {}), **overrides, "preset": name})
 
     @property
     def downsample(self) -> int:

@@ -1,6 +1,7 @@
 """The VAE, plain torch (no Ray): `blocks` (residual conv blocks) -> `vae` (encoder to per-frame
 mean and log-variance, reparameterisation, decoder back to log-mel; the training-only projection
-head of the invariance term) -> `losses` (named ELBO terms, KL warm-up, free bits, InfoNCE); `metrics` (active dims, PCA figures of the latents);
+head of the invariance term) -> `losses` (named ELBO terms, KL warm-up, free bits, InfoNCE);
+`metrics` (active dims, PCA figures of the latents);
 `checkpoint` (save, validate and load model.pt with its configs, `LoadedModel`)."""
 
 from raydist.model.checkpoint import CheckpointError, LoadedModel, load_model, read_checkpoint, save_checkpoint
