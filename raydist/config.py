@@ -112,6 +112,47 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
+class VocoderConfig(Config):
+    """The learned waveform decoder (`raydist.model.vocoder`). Saved in the checkpoint beside the VAE."""
+
+    dim: int = 192  # ConvNeXt channels
+    layers: int = 6  # ConvNeXt blocks
+    n_fft: int = 640  # inverse-STFT size (4 x the 160-sample hop, as in Vocos)
+    use_latents: bool = True  # also condition on the (dequantised) latents, not only the decoded log-mel
+    segment_s: float = 1.0  # training crop, seconds
+    mel_weight: float = 1.0  # weight of the log-mel L1 term
+    stft_weight: float = 1.0  # weight of the multi-resolution STFT term
+    adversarial: float = 0.0  # weight of the hinge GAN term (0 = no discriminator); feature matching gets 2x
+
+    def __post_init__(self) -> None:
+        if (
+            self.dim < 1
+            or self.layers < 1
+            or self.n_fft < 2
+            or self.n_fft % 2
+            or self.segment_s <= 0
+            or self.adversarial < 0
+        ):
+            raise ValueError(f"invalid vocoder shape: {self}")
+
+    def same_shape(self, other: "VocoderConfig") -> bool:
+        """Whether weights of one fit the other (the loss settings may differ)."""
+        return all(getattr(self, k) == getattr(other, k) for k in ("dim", "layers", "n_fft", "use_latents"))
+
+    @classmethod
+    def from_preset(cls, name: str) -> "VocoderConfig":
+        """The vocoder shape that goes with a VAE preset (the VAE's `ModelConfig.preset`)."""
+        return cls(**VOCODER_PRESETS.get(name, {}))
+
+
+# Vocoder shapes by the VAE preset they decode: small for CPUs, base (Vocos' width) for GPU nodes.
+VOCODER_PRESETS: dict[str, dict[str, Any]] = {
+    "small": {"dim": 192, "layers": 6},
+    "base": {"dim": 384, "layers": 8},
+}
+
+
+@dataclass(frozen=True)
 class LossConfig(Config):
     """The training objective: the ELBO (reconstruction + beta * KL) plus an invariance term.
     Loss terms are named; weights are keyed by the same names.

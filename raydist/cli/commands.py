@@ -24,13 +24,18 @@ from raydist.cli.options import (
 )
 from raydist.config import LossConfig, ModelConfig, OutputConfig, ResourceConfig, SegmentConfig, TrainConfig
 
+VOCODER_EPOCHS = 100  # the vocoder needs ~1,000+ steps where the VAE needs ~300 (README, codec benchmark)
+
 
 def train(
     inputs: Inputs,
     out: str = typer.Option(..., "--out", help="Directory or s3:// URI for checkpoints and out/model.pt."),
     resume: bool = typer.Option(False, help="Continue the run already in --out from its latest checkpoint."),
     workers: int = typer.Option(TrainConfig.workers, help="Ray Train workers (DDP ranks)."),
-    epochs: int = typer.Option(TrainConfig.epochs, help="Passes over the training windows."),
+    epochs: Optional[int] = typer.Option(
+        None,
+        help=f"Passes over the training windows (default {TrainConfig.epochs}; {VOCODER_EPOCHS} for --stage vocoder).",
+    ),
     batch_size: int = typer.Option(TrainConfig.batch_size, help="Windows per worker per step."),
     lr: float = typer.Option(TrainConfig.lr, help="Adam learning rate."),
     use_gpu: str = typer.Option(TrainConfig.use_gpu, help="auto | yes | no."),
@@ -50,11 +55,29 @@ def train(
     contrast: float = typer.Option(
         LossConfig.contrast, help="Weight of the invariance term between two crops of a clip (0 = plain ELBO)."
     ),
+    stage: str = typer.Option(
+        "vae",
+        help="vae: train the VAE. vocoder: train a learned waveform decoder for the VAE in --model "
+        "(frozen); OUT/model.pt then holds both, and decompress/generate use it instead of Griffin-Lim.",
+    ),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="The VAE checkpoint a --stage vocoder run decodes (a vocoder in it is trained on)."
+    ),
+    adversarial: Optional[float] = typer.Option(
+        None, help="--stage vocoder: weight of the GAN term (multi-resolution spectrogram discriminator); 0 = off."
+    ),
     address: Address = None,
     endpoint_url: EndpointUrl = None,
 ) -> None:
-    """Train the audio VAE on Ray Train; writes checkpoints and OUT/model.pt."""
+    """Train the audio VAE (or, with --stage vocoder, its waveform decoder) on Ray Train; writes
+    checkpoints and OUT/model.pt."""
     with user_errors():
+        if stage not in ("vae", "vocoder"):
+            raise ValueError(f"--stage must be vae or vocoder, got {stage!r}")
+        if (stage == "vocoder") != (model is not None):
+            raise ValueError("--stage vocoder needs --model (the VAE to decode); --model is only for that stage")
+        if epochs is None:
+            epochs = VOCODER_EPOCHS if stage == "vocoder" else TrainConfig.epochs
         cfg = TrainConfig(
             workers=workers,
             epochs=epochs,
@@ -71,7 +94,7 @@ def train(
         shape = {k: v for k, v in (("latent_dim", latent_dim), ("hidden", hidden)) if v is not None}
         model_cfg = ModelConfig.from_preset(preset, **shape)
         loss_cfg = LossConfig(beta=beta, free_bits=free_bits, contrast=contrast)
-    check_local_inputs(inputs)
+    check_local_inputs([*inputs, *([model] if model else [])])
     from raydist.cluster import session
     from raydist.config import FeatureConfig
     from raydist.io.inputs import storage_options_for
@@ -80,7 +103,16 @@ def train(
     session.init_ray(address)
     with user_errors(trainer.TrainError):
         result = trainer.train(
-            inputs, out, cfg, model_cfg, FeatureConfig(), loss_cfg, resume, storage_options_for(endpoint_url)
+            inputs,
+            out,
+            cfg,
+            model_cfg,
+            FeatureConfig(),
+            loss_cfg,
+            resume,
+            storage_options_for(endpoint_url),
+            vocoder_of=model,
+            vocoder_overrides=None if adversarial is None else {"adversarial": adversarial},
         )
     typer.echo(f"raydist: {result.summary()}")
 

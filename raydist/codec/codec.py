@@ -4,6 +4,7 @@
     row = codec.encode(latents.mean, num_samples)        # codes, scale, n_frames, num_samples
     codec.check(row)                                      # a row from disk is untrusted
     wave = codec.decode(row)                              # at row["sample_rate"], row["duration_s"] long
+    waves = codec.decode_many(rows)                       # a batch: one vocoder pass per clip length
 
 Plain torch/numpy (no Ray). The row format and byte arithmetic live in `raydist.codec.format`.
 """
@@ -14,7 +15,7 @@ import numpy as np
 
 from raydist.audio.decoding import resample_to
 from raydist.codec.format import check_row, dequantize, quantize
-from raydist.codec.inversion import latents_to_audio
+from raydist.codec.inversion import latents_to_audio_batch
 from raydist.model.checkpoint import LoadedModel
 
 
@@ -36,10 +37,24 @@ class Codec:
         """Raise CodecError unless the row fits this model (see `format.check_row`)."""
         check_row(row, self.latent_dim, self.frame_samples, self.rate)
 
+    @property
+    def decoder(self) -> str:
+        """What turns latents into audio: the checkpoint's learned vocoder, or Griffin-Lim."""
+        return "vocoder" if self.m.vocoder is not None else "griffin-lim"
+
     def decode(self, row: dict) -> np.ndarray:
         """A checked row -> mono float32 audio at the source rate, exactly the source's length."""
-        self.check(row)
-        mean = dequantize(row["codes"], np.asarray(row["scale"], np.float32), row["n_frames"])
-        wave = resample_to(latents_to_audio(self.m, mean, row["num_samples"]), self.rate, row["sample_rate"])
-        n = round(row["duration_s"] * row["sample_rate"])
-        return np.pad(wave, (0, max(0, n - len(wave))))[:n]
+        return self.decode_many([row])[0]
+
+    def decode_many(self, rows: list[dict]) -> list[np.ndarray]:
+        """decode() of several rows; every row is checked first (CodecError names the bad one)."""
+        for row in rows:
+            self.check(row)
+        means = [dequantize(r["codes"], np.asarray(r["scale"], np.float32), r["n_frames"]) for r in rows]
+        waves = latents_to_audio_batch(self.m, means, [r["num_samples"] for r in rows])
+        out = []
+        for row, wave in zip(rows, waves):
+            wave = resample_to(wave, self.rate, row["sample_rate"])
+            n = round(row["duration_s"] * row["sample_rate"])
+            out.append(np.pad(wave, (0, max(0, n - len(wave))))[:n])
+        return out

@@ -7,10 +7,9 @@ import os
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from raydist.audio import decode
-from raydist.codec.inversion import latents_to_audio
+from raydist.codec.inversion import latents_to_audio_batch
 from raydist.embedding.encode import encode_many
 from raydist.model.checkpoint import LoadedModel
 
@@ -28,15 +27,9 @@ def sample(m: LoadedModel, out: str, n: int, seconds: float, seed: int = 0, temp
     rng = np.random.default_rng(seed)
     num_samples = int(round(seconds * m.features.sample_rate))
     frames = m.vae.latent_frames(1 + num_samples // m.features.hop_length)
-    paths = []
-    for i in range(n):
-        z = (temperature * rng.standard_normal((frames, m.vae.cfg.latent_dim))).astype(np.float32)
-        paths.append(
-            _write(
-                os.path.join(out, f"sample_{i:03d}.wav"), latents_to_audio(m, z, num_samples), m.features.sample_rate
-            )
-        )
-    return paths
+    zs = [(temperature * rng.standard_normal((frames, m.vae.cfg.latent_dim))).astype(np.float32) for _ in range(n)]
+    waves = latents_to_audio_batch(m, zs, [num_samples] * n)  # one decoder pass for all
+    return [_write(os.path.join(out, f"sample_{i:03d}.wav"), w, m.features.sample_rate) for i, w in enumerate(waves)]
 
 
 def interpolate(m: LoadedModel, a: str, b: str, out: str, steps: int) -> list[str]:
@@ -48,15 +41,6 @@ def interpolate(m: LoadedModel, a: str, b: str, out: str, steps: int) -> list[st
     za, zb = (lat.mean for lat in encode_many(m, waves))
     frames = min(len(za), len(zb))
     num_samples = min(len(w) for w in waves)
-    paths = []
-    with torch.inference_mode():
-        for k, t in enumerate(np.linspace(0.0, 1.0, steps)):
-            z = ((1 - t) * za[:frames] + t * zb[:frames]).astype(np.float32)
-            paths.append(
-                _write(
-                    os.path.join(out, f"interp_{k:03d}.wav"),
-                    latents_to_audio(m, z, num_samples),
-                    m.features.sample_rate,
-                )
-            )
-    return paths
+    zs = [((1 - t) * za[:frames] + t * zb[:frames]).astype(np.float32) for t in np.linspace(0.0, 1.0, steps)]
+    waves = latents_to_audio_batch(m, zs, [num_samples] * steps)
+    return [_write(os.path.join(out, f"interp_{k:03d}.wav"), w, m.features.sample_rate) for k, w in enumerate(waves)]

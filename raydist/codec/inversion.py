@@ -1,5 +1,7 @@
-"""Latents -> waveform without a learned vocoder, plain torch (no Ray): the VAE decodes latents to
-log-mel, NNLS turns mel power into a linear power spectrogram, and Griffin-Lim estimates phase."""
+"""Latents -> waveform, plain torch (no Ray). The VAE decodes latents to log-mel; the
+checkpoint's learned vocoder (`raydist.model.vocoder`) turns log-mel and latents into a waveform.
+A checkpoint without one falls back to phase estimation: NNLS turns mel power into a linear power
+spectrogram, and Griffin-Lim estimates phase."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from raydist.config import FeatureConfig
 from raydist.model.checkpoint import LoadedModel
 
 INVERSIONS = ("nnls", "torchaudio")
+MAX_BATCH = 16  # clips per vocoder pass: bounds memory when generating many long clips
 
 
 class MelInverter(torch.nn.Module):
@@ -63,9 +66,29 @@ def inverter(cfg: FeatureConfig) -> MelInverter:
 @torch.inference_mode()
 def latents_to_audio(m: LoadedModel, mean: np.ndarray, num_samples: int) -> np.ndarray:
     """(L, D) latents -> mono float32 waveform of `num_samples` samples at the model rate."""
+    return latents_to_audio_batch(m, [mean], [num_samples])[0]
+
+
+@torch.inference_mode()
+def latents_to_audio_batch(m: LoadedModel, means: list[np.ndarray], num_samples: list[int]) -> list[np.ndarray]:
+    """Several clips' (L_i, D) latents -> their waveforms (num_samples[i] samples at the model
+    rate). With a vocoder, clips of one length share a forward pass (batched on CPU or GPU);
+    Griffin-Lim decodes one clip at a time."""
     device = next(m.vae.parameters()).device
-    z = torch.from_numpy(np.ascontiguousarray(mean.T))[None].to(device)  # (1, D, L)
-    frames = 1 + num_samples // m.features.hop_length
-    logmel = m.vae.decode(z, frames)[0].float().cpu()  # (n_mels, frames)
-    wave = inverter(m.features)(logmel, num_samples)
-    return np.clip(wave.numpy(), -1.0, 1.0).astype(np.float32)
+    out: list[np.ndarray | None] = [None] * len(means)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (mean, n) in enumerate(zip(means, num_samples)):
+        groups.setdefault((len(mean), n), []).append(i)
+    chunks = [(n, idx[k : k + MAX_BATCH]) for (_, n), idx in groups.items() for k in range(0, len(idx), MAX_BATCH)]
+    for n, idx in chunks:
+        z = torch.from_numpy(np.stack([np.ascontiguousarray(means[i].T) for i in idx])).float().to(device)
+        frames = 1 + n // m.features.hop_length
+        logmel = m.vae.decode(z, frames)  # (B, n_mels, frames)
+        if m.vocoder is not None:
+            waves = m.vocoder(logmel, z).float().cpu()
+            waves = torch.nn.functional.pad(waves, (0, max(0, n - waves.shape[-1])))[..., :n]
+        else:
+            waves = torch.stack([inverter(m.features)(x, n) for x in logmel.float().cpu()])
+        for i, w in zip(idx, waves):
+            out[i] = np.clip(w.numpy(), -1.0, 1.0).astype(np.float32)
+    return out  # type: ignore[return-value]

@@ -1,6 +1,9 @@
 """Checkpoints: weights, optimizer state, step, and the model/feature/loss configs, in one
 `model.pt` loaded with `torch.load(weights_only=True)` (a checkpoint is untrusted input), plus a
-human-readable `meta.json` beside it."""
+human-readable `meta.json` beside it. A checkpoint may also hold a learned waveform decoder
+(`vocoder` weights and `vocoder_config`, trained by `raydist train --stage vocoder`): one file
+serves embed, compress, decompress and generate. `stage` says which network the step count and
+optimizer state belong to ("vae" or "vocoder")."""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ import fsspec
 import torch
 
 from raydist.audio.features import LogMel
-from raydist.config import FeatureConfig, LossConfig, ModelConfig
+from raydist.config import FeatureConfig, LossConfig, ModelConfig, VocoderConfig
 from raydist.model.vae import AudioVAE
+from raydist.model.vocoder import Vocoder
 
 FORMAT = "raydist.vae"
 VERSION = 1
@@ -41,9 +45,16 @@ def save_checkpoint(
     epoch: int,
     optimizer: torch.optim.Optimizer | None = None,
     metrics: dict[str, float] | None = None,
+    vocoder: Vocoder | None = None,
+    stage: str = "vae",
+    discriminator: dict[str, Any] | None = None,
 ) -> str:
-    """Write `directory`/model.pt and meta.json; return model.pt's URI."""
+    """Write `directory`/model.pt and meta.json; return model.pt's URI. `optimizer`, `step` and
+    `epoch` belong to `stage`: the VAE's, or the vocoder's when it is the one being trained.
+    `discriminator` ({"model": state dict, "optimizer": state dict}) is kept for resuming GAN
+    training of the vocoder; decoding never reads it."""
     state = {
+        "stage": stage,
         "format": FORMAT,
         "version": VERSION,
         "step": int(step),
@@ -55,12 +66,17 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
     }
+    if vocoder is not None:
+        state["vocoder_config"] = vocoder.cfg.to_dict()
+        state["vocoder"] = {k: v.detach().cpu() for k, v in vocoder.state_dict().items()}
+    if discriminator is not None:
+        state["discriminator"] = discriminator
     buf = io.BytesIO()
     torch.save(state, buf)
     path = checkpoint_file(directory)
     with fsspec.open(path, "wb") as f:
         f.write(buf.getvalue())
-    meta = {k: v for k, v in state.items() if k not in ("model", "optimizer")}
+    meta = {k: v for k, v in state.items() if k not in ("model", "optimizer", "vocoder", "discriminator")}
     meta["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
     with fsspec.open(directory.rstrip("/") + "/meta.json", "w") as f:
         json.dump(meta, f, indent=2)
@@ -102,10 +118,14 @@ def _validate(state: Any, path: str) -> None:
         features = FeatureConfig.from_dict(state["feature_config"])
         model_cfg = ModelConfig.from_dict(state["model_config"])
         LossConfig.from_dict(state["loss_config"])
+        if "vocoder_config" in state:
+            VocoderConfig.from_dict(state["vocoder_config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid config: {e}") from e
     if features.n_mels != model_cfg.n_mels:
         raise CheckpointError(f"{path}: feature n_mels {features.n_mels} != model n_mels {model_cfg.n_mels}")
+    if state.get("stage", "vae") not in ("vae", "vocoder") or ("vocoder_config" in state) != ("vocoder" in state):
+        raise CheckpointError(f"{path}: stage must be vae or vocoder, and vocoder weights come with their config")
 
 
 @dataclass
@@ -118,6 +138,8 @@ class LoadedModel:
     checkpoint_id: str  # sha256 of model.pt
     step: int
     uri: str
+    vocoder: Vocoder | None = None  # the learned waveform decoder, when the checkpoint has one
+    vae_id: str = ""  # sha256 of the VAE alone (configs + weights): same latents, whatever vocoder rides along
 
     @property
     def latent_rate(self) -> float:
@@ -134,6 +156,31 @@ def build_model(state: dict[str, Any]) -> AudioVAE:
     return model
 
 
+def vae_digest(state: dict[str, Any]) -> str:
+    """sha256 of what fixes the latents and their decoded log-mel: the feature and model configs and
+    the VAE's weights. A checkpoint and the same VAE with a vocoder added share it, so codes
+    compressed before the vocoder was trained decode with the checkpoint that has one."""
+    h = hashlib.sha256()
+    h.update(json.dumps([state["feature_config"], state["model_config"]], sort_keys=True).encode())
+    for key in sorted(state["model"]):
+        h.update(key.encode())
+        h.update(state["model"][key].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def build_vocoder(state: dict[str, Any]) -> Vocoder | None:
+    """The checkpoint's vocoder, or None when it has none (decoding falls back to Griffin-Lim)."""
+    if "vocoder" not in state:
+        return None
+    features, model_cfg = FeatureConfig.from_dict(state["feature_config"]), ModelConfig.from_dict(state["model_config"])
+    vocoder = Vocoder(VocoderConfig.from_dict(state["vocoder_config"]), features, model_cfg)
+    try:
+        vocoder.load_state_dict(state["vocoder"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"vocoder weights do not match its config: {e}") from e
+    return vocoder
+
+
 def load_model(
     uri: str, device: str | torch.device = "cpu", storage_options: dict[str, Any] | None = None
 ) -> LoadedModel:
@@ -141,4 +188,14 @@ def load_model(
     state, digest = read_checkpoint(uri, storage_options)
     features = FeatureConfig.from_dict(state["feature_config"])
     vae = build_model(state).to(device).eval()
-    return LoadedModel(vae, LogMel(features).to(device), features, digest, state["step"], checkpoint_file(uri))
+    vocoder = build_vocoder(state)
+    return LoadedModel(
+        vae,
+        LogMel(features).to(device),
+        features,
+        digest,
+        state["step"],
+        checkpoint_file(uri),
+        vocoder.to(device).eval() if vocoder is not None else None,
+        vae_digest(state),
+    )

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import io
 import posixpath
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import ray
 import soundfile as sf
 
@@ -28,18 +30,23 @@ DECODE_BATCH = 8  # rows per decoder call
 class DecodeAudio:
     """Ray Data actor: codes rows -> audio files; returns id, path, seconds, error."""
 
-    def __init__(self, model_uri: str, out: str, fmt: str, storage_options: dict | None = None):
+    def __init__(self, model_uri: str, out: str, fmt: str, storage_options: dict | None = None, device: str = "cpu"):
         from raydist.codec.codec import Codec
         from raydist.model.checkpoint import load_model
 
-        self.codec = Codec(load_model(model_uri, storage_options=storage_options))
+        self.codec = Codec(load_model(model_uri, device=device, storage_options=storage_options))
         self.out, self.fmt, self.so = out.rstrip("/"), fmt, storage_options or {}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        try:  # the whole batch in one vocoder pass per clip length
+            waves: list = self.codec.decode_many(rows)
+        except Exception:  # a bad row: decode one by one, so it fails alone
+            waves = [None] * len(rows)
         paths, errors = [], []
-        for row in batch.to_pylist():
+        for row, wave in zip(rows, waves):
             try:
-                paths.append(self._one(row))
+                paths.append(self._one(row, wave))
                 errors.append(None)
             except Exception as e:  # one bad row must not stop the others
                 paths.append(None)
@@ -53,8 +60,8 @@ class DecodeAudio:
             }
         )
 
-    def _one(self, row: dict) -> str:
-        wave = self.codec.decode(row)
+    def _one(self, row: dict, wave=None) -> str:
+        wave = self.codec.decode(row) if wave is None else wave
         buf = io.BytesIO()
         sf.write(buf, wave, row["sample_rate"], format=FORMATS[self.fmt][0], subtype=FORMATS[self.fmt][1])
         path = f"{self.out}/{safe_relpath(row['id'], self.fmt)}"
@@ -87,6 +94,7 @@ def decompress(
     fmt: str = "wav",
     resources: ResourceConfig = ResourceConfig(),
     storage_options: dict[str, Any] | None = None,
+    progress: bool = True,
 ) -> DecompressSummary:
     """Decode every clip of a compressed set to an audio file under `out` (Ray must be initialised)."""
     from raydist.model.checkpoint import load_model
@@ -98,33 +106,61 @@ def decompress(
     model = load_model(model_uri, storage_options=so)
     store = RunStore(compressed, so)
     for m in store.manifests():
-        if m["model"]["sha256"] != model.checkpoint_id:
+        # the same file, or the same VAE with a vocoder trained on it since (`vae_sha256`)
+        if model.checkpoint_id != m["model"]["sha256"] and model.vae_id != m["model"].get("vae_sha256"):
             raise CodecError(
                 f"{compressed} was compressed with checkpoint {m['model']['sha256'][:12]} ({m['model']['uri']}); "
-                f"{model_uri} is {model.checkpoint_id[:12]}: decode with the checkpoint that compressed it"
+                f"{model_uri} is {model.checkpoint_id[:12]} with another VAE: decode with the checkpoint that "
+                f"compressed it, or one trained from it by `raydist train --stage vocoder`"
             )
     files = store.committed_files("codes")
     if not files:
         raise CodecError(f"{compressed} holds no compressed clips")
     summary = DecompressSummary(out)
-    actors, cpus, _ = pool(resources)
+    actors, cpus, gpus = pool(resources)
+    decoder = "the learned vocoder" if model.vocoder is not None else "Griffin-Lim (the checkpoint has no vocoder)"
+    print(f"raydist: decoding with {decoder} on {actors} {'GPU' if gpus else 'CPU'} actor(s)")
     # stream the committed parts from storage: the driver never holds the codes
     ds = ray.data.read_parquet(files, filesystem=pafs.PyFileSystem(pafs.FSSpecHandler(store.fs)))
     ds = ds.map_batches(
         DecodeAudio,
-        fn_constructor_args=(model_uri, out, fmt, so),
+        fn_constructor_args=(model_uri, out, fmt, so, "cuda" if gpus else "cpu"),
         batch_size=DECODE_BATCH,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=cpus,
+        num_gpus=gpus,
     )
-    for row in ds.iter_rows():
-        if row["error"] is None:
-            summary.ok, summary.audio_s = summary.ok + 1, summary.audio_s + row["seconds"]
-        else:
-            summary.failed.append((row["id"], row["error"]))
+    total = _count_rows(store.fs, files)
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for row in batch.to_pylist():
+            if row["error"] is None:
+                summary.ok, summary.audio_s = summary.ok + 1, summary.audio_s + row["seconds"]
+            else:
+                summary.failed.append((row["id"], row["error"]))
+        if progress:
+            el = time.time() - start
+            print(
+                f"raydist decompress: {summary.ok + len(summary.failed)}/{total or '?'} clips "
+                f"({len(summary.failed)} failed), {summary.audio_s / 3600:.3f} h audio, "
+                f"{summary.audio_s / max(el, 1e-9):.0f} audio-s/s",
+                file=sys.stderr,
+            )
     summary.wall_s = time.time() - start
     return summary
+
+
+def _count_rows(fs, files: list[str]) -> int | None:
+    """Rows in the committed parts, from their footers (None when a footer is unreadable: the
+    pipeline then reports the damaged part itself)."""
+    try:
+        total = 0
+        for f in files:
+            with fs.open(f, "rb") as fh:
+                total += pq.ParquetFile(fh).metadata.num_rows
+        return total
+    except Exception:  # noqa: BLE001 - only the progress display depends on it
+        return None
 
 
 __all__ = ["CodecError", "DecodeAudio", "decompress", "safe_relpath"]

@@ -229,7 +229,7 @@ def run_pipeline(
         "schema_version": SCHEMA_VERSION,
         "files": files,
         "removed": {},
-        "model": {"uri": model_uri, "sha256": model.checkpoint_id, "step": model.step},
+        "model": {"uri": model_uri, "sha256": model.checkpoint_id, "vae_sha256": model.vae_id, "step": model.step},
         **recorded,
         "retry_errors": retry_errors,
         "counts": {"inputs": todo.num_rows, "ok": summary.ok, "failed": summary.failed, "retried": len(retried)},

@@ -45,9 +45,16 @@ def _logmel(cfg: FeatureConfig) -> LogMel:
 
 
 def make_windows(
-    batch: dict[str, np.ndarray], features: dict[str, Any], window_s: float, hop_s: float, storage_options: dict | None
+    batch: dict[str, np.ndarray],
+    features: dict[str, Any],
+    window_s: float,
+    hop_s: float,
+    storage_options: dict | None,
+    column: str = "logmel",
 ) -> dict[str, np.ndarray]:
-    """Ray Data map_batches function: a batch of inputs -> a batch of log-mel windows.
+    """Ray Data map_batches function: a batch of inputs -> a batch of windows, as log-mel
+    (`column="logmel"`: (K, n_mels, frames), what the VAE trains on) or as waveform at the model
+    rate (`column="wave"`: (K, samples), what the vocoder trains on).
 
     Inputs that fail to decode are skipped with a message on stderr; training goes on."""
     cfg = FeatureConfig.from_dict(features)
@@ -60,19 +67,30 @@ def make_windows(
             print(f"raydist: skipping {uri} for training: {type(e).__name__}: {e}", file=sys.stderr)
             continue
         windows.append(cut_windows(wave, window, hop))
+    waves = np.concatenate(windows) if windows else np.zeros((0, window), np.float32)
+    if column == "wave":
+        return {"wave": waves.astype(np.float32)}
     if not windows:
         return {"logmel": np.zeros((0, cfg.n_mels, 1 + window // cfg.hop_length), np.float32)}
     with torch.inference_mode():
-        logmel = _logmel(cfg)(torch.from_numpy(np.concatenate(windows))).numpy()  # (K, n_mels, T)
+        logmel = _logmel(cfg)(torch.from_numpy(waves)).numpy()  # (K, n_mels, T)
     return {"logmel": logmel}
 
 
 def windows_dataset(
-    table: pa.Table, features: FeatureConfig, window_s: float, hop_s: float, storage_options: dict | None = None
+    table: pa.Table,
+    features: FeatureConfig,
+    window_s: float,
+    hop_s: float,
+    storage_options: dict | None = None,
+    column: str = "logmel",
 ) -> ray.data.Dataset:
-    """One row per training window: logmel (n_mels, frames)."""
+    """One row per training window: logmel (n_mels, frames), or wave (samples) for the vocoder."""
     ds = ray.data.from_arrow(table.select(["uri"]))
     ds = ds.repartition(max(1, min(64, table.num_rows // 8)))
     return ds.map_batches(
-        make_windows, fn_args=(features.to_dict(), window_s, hop_s, storage_options), batch_size=8, num_cpus=1
+        make_windows,
+        fn_args=(features.to_dict(), window_s, hop_s, storage_options, column),
+        batch_size=8,
+        num_cpus=1,
     )

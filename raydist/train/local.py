@@ -17,21 +17,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
+from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig, VocoderConfig
 from raydist.io.inputs import resolve_inputs
-from raydist.model.checkpoint import save_checkpoint
+from raydist.model.checkpoint import load_model, read_checkpoint, save_checkpoint
+from raydist.model.vocoder import Discriminator, Vocoder
 from raydist.train.data import make_windows, split_inputs
-from raydist.train.step import build_vae, make_optimizer, train_step
+from raydist.train.step import build_vae, make_optimizer, train_step, vocoder_step
 
 
 def load_windows(
-    inputs: list[str], cfg: TrainConfig, features: FeatureConfig, storage_options: dict[str, Any] | None = None
+    inputs: list[str],
+    cfg: TrainConfig,
+    features: FeatureConfig,
+    storage_options: dict[str, Any] | None = None,
+    column: str = "logmel",
 ) -> torch.Tensor:
-    """The training split's log-mel windows, (N, n_mels, frames), as the Ray trainer cuts them."""
+    """The training split's windows as the Ray trainer cuts them: log-mel (N, n_mels, frames), or
+    waveforms (N, samples) with column="wave"."""
     table, _ = split_inputs(resolve_inputs(inputs, storage_options).table, cfg.val_fraction)
     uris = np.array(table.column("uri").to_pylist(), dtype=object)
-    batch = make_windows({"uri": uris}, features.to_dict(), cfg.window_s, cfg.window_hop_s, storage_options)
-    return torch.from_numpy(batch["logmel"])
+    batch = make_windows({"uri": uris}, features.to_dict(), cfg.window_s, cfg.window_hop_s, storage_options, column)
+    return torch.from_numpy(batch[column])
 
 
 def train_local(
@@ -70,3 +76,61 @@ def train_local(
         else:
             epoch += 1  # a full pass
     return save_checkpoint(out, model.eval(), features, loss_cfg, step=step, epoch=epoch, optimizer=opt)
+
+
+def train_vocoder_local(
+    inputs: list[str],
+    model: str,
+    out: str,
+    cfg: TrainConfig = TrainConfig(),
+    vcfg: VocoderConfig | None = None,
+    steps: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+    device: str = "cpu",
+) -> str:
+    """Train a waveform decoder for the VAE in checkpoint `model` (frozen) on `inputs`, as
+    `raydist train --stage vocoder` does (vcfg: the VAE preset's shape unless given); save VAE +
+    vocoder under `out`; return model.pt's URI."""
+    state, _ = read_checkpoint(model, storage_options)
+    m = load_model(model, device, storage_options)
+    vcfg = vcfg or (m.vocoder.cfg if m.vocoder is not None else VocoderConfig.from_preset(m.vae.cfg.preset))
+    x = load_windows(inputs, cfg, m.features, storage_options, column="wave")
+    if len(x) == 0:
+        raise ValueError(f"no training windows in {inputs}")
+    torch.manual_seed(cfg.seed)
+    vocoder = Vocoder(vcfg, m.features, m.vae.cfg).to(device)
+    if m.vocoder is not None and m.vocoder.cfg.same_shape(vcfg):  # a checkpoint with a vocoder: go on training it
+        vocoder.load_state_dict(m.vocoder.state_dict())
+    disc = Discriminator().to(device) if vcfg.adversarial > 0 else None
+    if disc is not None and "discriminator" in state:
+        disc.load_state_dict(state["discriminator"]["model"])
+    disc_opt = make_optimizer(disc, cfg) if disc is not None else None
+    x = x.to(device)
+    opt = make_optimizer(vocoder, cfg)
+    batch = cfg.workers * cfg.batch_size
+    total = steps if steps is not None else cfg.epochs * math.ceil(len(x) / batch)
+    step, epoch = 0, 0
+    while step < total:
+        order = torch.randperm(len(x), device=device)
+        for i in range(0, len(x), batch):
+            if step == total:
+                break
+            w = x[order[i : i + batch]]
+            vocoder_step(
+                vocoder, m.vae, m.logmel, w, opt, cfg, vcfg, bf16=device != "cpu", disc=disc, disc_opt=disc_opt
+            )
+            step += 1
+        else:
+            epoch += 1
+    return save_checkpoint(
+        out,
+        m.vae,
+        m.features,
+        LossConfig.from_dict(state["loss_config"]),
+        step=step,
+        epoch=epoch,
+        optimizer=opt,
+        vocoder=vocoder.eval(),
+        stage="vocoder",
+        discriminator=None if disc is None else {"model": disc.state_dict(), "optimizer": disc_opt.state_dict()},
+    )

@@ -1,6 +1,9 @@
-"""The Ray Train loop run on every worker: DDP over the VAE, the shared training step
-(`step.train_step`: ELBO with KL warm-up and free bits, clipping), validation with latent-health
-figures, checkpoints from rank 0, resume from the latest one."""
+"""The Ray Train loops run on every worker, checkpoints from rank 0, resume from the latest one.
+
+- `train_loop_per_worker`: DDP over the VAE, the shared training step (`step.train_step`: ELBO
+  with KL warm-up and free bits, clipping), validation with latent-health figures.
+- `vocoder_loop_per_worker`: DDP over the waveform decoder of a frozen VAE (`step.vocoder_step`:
+  log-mel L1 + multi-resolution STFT on the codec's quantised latents), validation of both terms."""
 
 from __future__ import annotations
 
@@ -14,23 +17,26 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
-from raydist.model.checkpoint import read_checkpoint, save_checkpoint
+from raydist.audio.features import LogMel
+from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig, VocoderConfig
+from raydist.model.checkpoint import build_model, read_checkpoint, save_checkpoint
 from raydist.model.losses import elbo_terms, kl_per_dim
 from raydist.model.metrics import active_dims, pca_components
 from raydist.model.vae import AudioVAE
-from raydist.train.step import build_vae, make_optimizer, train_step
+from raydist.model.vocoder import Discriminator, Vocoder, vocoder_terms
+from raydist.train.step import build_vae, codec_logmel, make_optimizer, train_step, vocoder_step
 
 PCA_MAX_FRAMES = 20000  # latent frames kept (on rank 0) for the PCA figure
 
 
-def _restore(model: AudioVAE) -> dict[str, Any] | None:
+def _restore(model: torch.nn.Module, key: str = "model") -> dict[str, Any] | None:
+    """Load the latest Ray Train checkpoint's `key` weights ("model": the VAE, "vocoder") into model."""
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
         state, _ = read_checkpoint(d)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state[key])
     return state
 
 
@@ -67,9 +73,18 @@ def validate(model: AudioVAE, shard, loss: LossConfig, device, batch_size: int) 
 
 
 def _report(
-    metrics: dict[str, float], model: AudioVAE, opt, cfg: dict[str, Any], step: int, epoch: int, history, resumed_at
+    metrics: dict[str, float],
+    model: AudioVAE,
+    opt,
+    cfg: dict[str, Any],
+    step: int,
+    epoch: int,
+    history,
+    resumed_at,
+    vocoder: Vocoder | None = None,
+    discriminator: dict[str, Any] | None = None,
 ) -> None:
-    """Every rank reports; rank 0 attaches the checkpoint."""
+    """Every rank reports; rank 0 attaches the checkpoint (with the vocoder in its stage)."""
     if ray.train.get_context().get_world_rank() != 0:
         ray.train.report(metrics)
         return
@@ -83,6 +98,9 @@ def _report(
             epoch,
             opt,
             {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+            vocoder=vocoder,
+            stage="vae" if vocoder is None else "vocoder",
+            discriminator=discriminator,
         )
         torch.save({"history": history, "resumed_at": resumed_at}, os.path.join(d, "history.pt"))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
@@ -158,6 +176,98 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                 f"{model.cfg.latent_dim} pca90/95/99 {metrics.get('pca90')}/{metrics.get('pca95')}/{metrics.get('pca99')}"
             )
         _report(metrics, model, opt, cfg, step, epoch, history, resumed_at)
+
+
+@torch.no_grad()
+def validate_vocoder(vocoder: Vocoder, vae: AudioVAE, logmel, shard, device, batch_size: int) -> dict[str, float]:
+    """Log-mel L1 and multi-resolution STFT loss of whole validation windows, through the codec."""
+    vocoder.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # mel, stft, batches
+    for batch in shard.iter_torch_batches(batch_size=batch_size, device=device):
+        wave = batch["wave"]
+        pred = vocoder(*codec_logmel(vae, logmel(wave)))
+        terms = vocoder_terms(pred.float(), wave[..., : pred.shape[-1]], logmel)
+        sums += torch.tensor([terms["mel"].item(), terms["stft"].item(), 1.0], dtype=torch.float64, device=device)
+    _all_sum(sums)
+    n = max(1.0, sums[2].item())
+    vocoder.train()
+    return {"val_mel": sums[0].item() / n, "val_stft": sums[1].item() / n}
+
+
+def vocoder_loop_per_worker(cfg: dict[str, Any]) -> None:
+    """Train the waveform decoder of the VAE in cfg["vae_state"] (frozen) on "wave" windows."""
+    tc, vcfg = TrainConfig.from_dict(cfg["train"]), VocoderConfig.from_dict(cfg["vocoder"])
+    features = FeatureConfig.from_dict(cfg["features"])
+    rank0 = ray.train.get_context().get_world_rank() == 0
+    device = ray.train.torch.get_device()
+    vae = build_model(cfg["vae_state"]).to(device).eval().requires_grad_(False)
+    logmel = LogMel(features).to(device)
+    torch.manual_seed(tc.seed)
+    vocoder = Vocoder(vcfg, features, vae.cfg)
+    start = cfg["vae_state"]
+    if "vocoder" in start and VocoderConfig.from_dict(start["vocoder_config"]).same_shape(vcfg):
+        vocoder.load_state_dict(start["vocoder"])  # --model already had a vocoder: train it on
+    state = _restore(vocoder, "vocoder")
+    ddp = ray.train.torch.prepare_model(vocoder)
+    vocoder = vocoder.to(device)
+    opt = make_optimizer(vocoder, tc)
+    disc = disc_ddp = disc_opt = None
+    if vcfg.adversarial > 0:
+        disc = Discriminator()
+        saved = (state or start).get("discriminator")
+        if saved is not None:
+            disc.load_state_dict(saved["model"])
+        disc_ddp = ray.train.torch.prepare_model(disc)
+        disc = disc.to(device)
+        disc_opt = make_optimizer(disc, tc)
+        if state is not None and saved is not None:
+            disc_opt.load_state_dict(saved["optimizer"])
+    step, epoch, epoch_step, history, resumed_at = 0, 0, 0, [], []
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        step, epoch = state["step"], state["epoch"]
+        epoch_step = int(state["metrics"].get("epoch_step", 0))
+        history, resumed_at = _history(ray.train.get_checkpoint())
+        resumed_at.append(step)
+        if rank0:
+            print(f"raydist: resumed the vocoder at step {step} (epoch {epoch + 1}, batch {epoch_step})")
+    train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+    use_bf16 = device.type == "cuda"
+    while epoch < tc.epochs:
+        sums = torch.zeros(4, dtype=torch.float64)  # loss, mel, stft, batches
+        for i, batch in enumerate(
+            train_shard.iter_torch_batches(
+                batch_size=tc.batch_size, local_shuffle_buffer_size=tc.shuffle_buffer, device=device
+            )
+        ):
+            if i < epoch_step:
+                continue
+            terms = vocoder_step(
+                vocoder, vae, logmel, batch["wave"], opt, tc, vcfg, ddp, use_bf16, disc, disc_opt, disc_ddp
+            )
+            step, epoch_step = step + 1, i + 1
+            sums += torch.tensor(
+                [terms["loss"].item(), terms["mel"].item(), terms["stft"].item(), 1.0], dtype=torch.float64
+            )
+            if step % tc.checkpoint_every == 0:
+                progress = {"step": step, "epoch": epoch, "epoch_step": epoch_step}
+                _report(progress, vae, opt, cfg, step, epoch, history, resumed_at, vocoder, _disc_state(disc, disc_opt))
+        epoch, epoch_step = epoch + 1, 0
+        n = max(1.0, sums[3].item())
+        metrics = {"step": step, "epoch": epoch, "epoch_step": 0, "loss": sums[0].item() / n}
+        metrics.update(mel=sums[1].item() / n, stft=sums[2].item() / n)
+        metrics.update(validate_vocoder(vocoder, vae, logmel, val_shard, device, tc.batch_size))
+        history.append(metrics)
+        if rank0:
+            print(
+                f"raydist: vocoder epoch {epoch}/{tc.epochs} step {step} mel {metrics['mel']:.3f} "
+                f"stft {metrics['stft']:.3f} | val mel {metrics['val_mel']:.3f} stft {metrics['val_stft']:.3f}"
+            )
+        _report(metrics, vae, opt, cfg, step, epoch, history, resumed_at, vocoder, _disc_state(disc, disc_opt))
+
+
+def _disc_state(disc, disc_opt) -> dict[str, Any] | None:
+    return None if disc is None else {"model": disc.state_dict(), "optimizer": disc_opt.state_dict()}
 
 
 def _count_nodes() -> int:

@@ -1,5 +1,9 @@
 """Driver side of training: inputs -> Ray Data windows -> TorchTrainer -> out/model.pt.
 
+Two stages: the VAE (`train`), and the learned waveform decoder of a trained VAE
+(`train(..., vocoder_of=M)`: the VAE in checkpoint M is frozen and copied into out/model.pt
+beside the vocoder, so one checkpoint serves embed, compress, decompress and generate).
+
 The run lives at `out`/run (Ray Train's storage: local directory or s3://). Resuming re-creates
 the trainer on the same storage path and run name; the loop loads the latest checkpoint, so a
 resume works after a lost worker and after the driver itself died.
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import fsspec
@@ -19,11 +23,12 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from raydist.cluster.session import cluster_has_gpus
-from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig
+from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig, VocoderConfig
 from raydist.io.inputs import resolve_inputs
 from raydist.io.store import StoreError, check_writable
+from raydist.model.checkpoint import CheckpointError, read_checkpoint
 from raydist.train.data import split_inputs, windows_dataset
-from raydist.train.loop import train_loop_per_worker
+from raydist.train.loop import train_loop_per_worker, vocoder_loop_per_worker
 
 RUN_NAME = "run"
 
@@ -42,6 +47,12 @@ class TrainResult:
 
     def summary(self) -> str:
         m, first = self.metrics, (self.history[0] if self.history else {})
+        if "val_mel" in m:
+            return (
+                f"trained the vocoder to step {m.get('step')} epoch {m.get('epoch')}: validation log-mel L1 "
+                f"{m['val_mel']:.3f}, STFT loss {m['val_stft']:.3f}, {self.seconds:.0f} s; model at {self.model_uri}"
+                + (f"; resumed from checkpoints at steps {self.resumed_at}" if self.resumed_at else "")
+            )
         return (
             f"trained to step {m.get('step')} epoch {m.get('epoch')}: val_loss {first.get('val_loss', float('nan')):.3f}"
             f" -> {m.get('val_loss', float('nan')):.3f}, active dims {m.get('active_dims')}, "
@@ -76,9 +87,30 @@ def train(
     loss_cfg: LossConfig = LossConfig(),
     resume: bool = False,
     storage_options: dict[str, Any] | None = None,
+    vocoder_of: str | None = None,
+    vocoder_cfg: VocoderConfig | None = None,
+    vocoder_overrides: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train the VAE on `inputs` with Ray Train; write out/model.pt. Ray must be initialised."""
+    """Train the VAE on `inputs` with Ray Train; write out/model.pt. Ray must be initialised.
+
+    With `vocoder_of` (a VAE checkpoint), train a waveform decoder for that VAE instead: model_cfg,
+    features and loss_cfg come from the checkpoint, `vocoder_cfg` defaults to the VAE preset's
+    shape (or the checkpoint's own vocoder's, which is then trained on) with `vocoder_overrides`
+    applied, and out/model.pt holds both networks."""
     so = storage_options or {}
+    vae_state = None
+    if vocoder_of is not None:
+        try:
+            vae_state, _ = read_checkpoint(vocoder_of, so)
+        except CheckpointError as e:
+            raise TrainError(str(e)) from e
+        vae_state = {k: v for k, v in vae_state.items() if k != "optimizer"}  # a vocoder in it is trained on
+        model_cfg = ModelConfig.from_dict({"proj_dim": 0, **vae_state["model_config"]})
+        features = FeatureConfig.from_dict(vae_state["feature_config"])
+        loss_cfg = LossConfig.from_dict(vae_state["loss_config"])
+        if vocoder_cfg is None and "vocoder_config" in vae_state:
+            vocoder_cfg = VocoderConfig.from_dict(vae_state["vocoder_config"])
+        vocoder_cfg = replace(vocoder_cfg or VocoderConfig.from_preset(model_cfg.preset), **(vocoder_overrides or {}))
     if model_cfg.n_mels != features.n_mels:
         raise ValueError(f"model n_mels {model_cfg.n_mels} != feature n_mels {features.n_mels}")
     fs, path = fsspec.core.url_to_fs(out, **so)
@@ -99,8 +131,9 @@ def train(
             f"need clips for both training and validation; got {train_table.num_rows} and {val_table.num_rows}"
         )
     print(f"raydist: {train_table.num_rows} training and {val_table.num_rows} validation clips")
+    column = "logmel" if vae_state is None else "wave"
     datasets = {
-        name: windows_dataset(t, features, train_cfg.window_s, train_cfg.window_hop_s, so).materialize()
+        name: windows_dataset(t, features, train_cfg.window_s, train_cfg.window_hop_s, so, column).materialize()
         for name, t in (("train", train_table), ("val", val_table))
     }
     use_gpu = train_cfg.use_gpu == "yes" or (train_cfg.use_gpu == "auto" and cluster_has_gpus())
@@ -111,8 +144,10 @@ def train(
         "features": features.to_dict(),
         "loss": loss_cfg.to_dict(),
     }
+    if vae_state is not None:
+        loop_cfg.update(vocoder=(vocoder_cfg or VocoderConfig()).to_dict(), vae_state=vae_state)
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        train_loop_per_worker if vae_state is None else vocoder_loop_per_worker,
         train_loop_config=loop_cfg,
         scaling_config=ScalingConfig(
             num_workers=train_cfg.workers,
@@ -149,6 +184,7 @@ def _export(result, out: str, so: dict[str, Any], loop_cfg: dict[str, Any], seco
             data = f.read()
         saved = torch.load(f"{d}/history.pt", weights_only=True)
     history, resumed_at = saved["history"], saved.get("resumed_at", [])
+    loop_cfg = {k: v for k, v in loop_cfg.items() if k != "vae_state"}  # weights are not metrics
     base = out.rstrip("/")
     with fsspec.open(f"{base}/model.pt", "wb", **so) as f:
         f.write(data)
