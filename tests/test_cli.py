@@ -41,8 +41,19 @@ def test_train_options_reach_the_config(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_train(inputs, out, cfg, model_cfg, features, loss_cfg, resume, storage_options):
-        seen.update(cfg=cfg, model=model_cfg, loss=loss_cfg, resume=resume)
+    def fake_train(
+        inputs,
+        out,
+        cfg,
+        model_cfg,
+        features,
+        loss_cfg,
+        resume,
+        storage_options,
+        vocoder_of=None,
+        vocoder_overrides=None,
+    ):
+        seen.update(cfg=cfg, model=model_cfg, loss=loss_cfg, resume=resume, of=vocoder_of, over=vocoder_overrides)
         raise trainer.TrainError("stop here")
 
     monkeypatch.setattr(trainer, "train", fake_train)
@@ -89,5 +100,22 @@ def test_train_options_reach_the_config(tmp_path, monkeypatch):
     # the preset's shape, with --latent-dim overriding one field; the objective's weight
     assert (seen["model"].preset, seen["model"].hidden, seen["model"].latent_dim) == ("base", 256, 16)
     assert seen["loss"].contrast == 0.5
+    assert seen["of"] is None and seen["over"] is None
     bad = runner.invoke(app, ["train", str(tmp_path), "--out", "o", "--preset", "huge"])
     assert bad.exit_code == 2 and "unknown preset 'huge'" in bad.output
+
+    # the vocoder stage: its own default epochs, the VAE to decode, the GAN weight
+    from raydist.cli.commands import VOCODER_EPOCHS
+
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"")
+    voc = ["train", str(tmp_path), "--out", "o", "--stage", "vocoder", "--model", str(ckpt), "--adversarial", "0.1"]
+    assert runner.invoke(app, voc).exit_code == 2
+    assert (seen["cfg"].epochs, seen["of"], seen["over"]) == (VOCODER_EPOCHS, str(ckpt), {"adversarial": 0.1})
+    for args, message in (
+        (["--stage", "vocoder"], "--stage vocoder needs --model"),
+        (["--model", str(ckpt)], "--model is only for that stage"),
+        (["--stage", "gan", "--model", str(ckpt)], "--stage must be vae or vocoder"),
+    ):
+        bad = runner.invoke(app, ["train", str(tmp_path), "--out", "o", *args])
+        assert bad.exit_code == 2 and message in bad.output, bad.output

@@ -222,17 +222,20 @@ def generate(
     check_local_inputs([model, *(interpolate or [])])
     if interpolate and len(interpolate) != 2:
         fail(f"--interpolate needs exactly two files, got {len(interpolate)}")
+    import torch
+
     from raydist.codec.generate import interpolate as run_interpolate
     from raydist.codec.generate import sample
     from raydist.model.checkpoint import load_model
 
     with user_errors():
-        m = load_model(model)
+        m = load_model(model, device="cuda" if torch.cuda.is_available() else "cpu")
         if interpolate:
             paths = run_interpolate(m, interpolate[0], interpolate[1], out, steps)
         else:
             paths = sample(m, out, n, seconds, seed)
-    typer.echo(f"raydist: wrote {len(paths)} files to {out}")
+    decoder = "the learned vocoder" if m.vocoder is not None else "Griffin-Lim (the checkpoint has no vocoder)"
+    typer.echo(f"raydist: wrote {len(paths)} files to {out}, decoded by {decoder}")
 
 
 def demo(
