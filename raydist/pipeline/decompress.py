@@ -122,6 +122,8 @@ def decompress(
     print(f"raydist: decoding with {decoder} on {actors} {'GPU' if gpus else 'CPU'} actor(s)")
     # stream the committed parts from storage: the driver never holds the codes
     ds = ray.data.read_parquet(files, filesystem=pafs.PyFileSystem(pafs.FSSpecHandler(store.fs)))
+    if len(files) < 2 * actors:  # one part is one block: split it so that every actor gets work
+        ds = ds.repartition(2 * actors)
     ds = ds.map_batches(
         DecodeAudio,
         fn_constructor_args=(model_uri, out, fmt, so, "cuda" if gpus else "cpu"),
