@@ -160,3 +160,27 @@ def test_vocoder_stage_on_ray_train_resumes_and_decompresses(ray_session, corpus
 
     with pytest.raises(CodecError, match="with another VAE"):
         decompress(codes, checkpoint, str(tmp_path / "nope"), progress=False)
+
+
+def test_in_process_batches_count_steps_and_passes():
+    from raydist.train.local import batches
+
+    x = torch.arange(10.0)[:, None]
+    cfg = TrainConfig(workers=1, batch_size=4, epochs=2)
+    got = [(s, e, len(b)) for s, e, b in batches(x, cfg)]
+    # 3 batches per pass (4, 4, 2); the pass counts once its last batch is taken
+    assert got == [(0, 0, 4), (1, 0, 4), (2, 1, 2), (3, 1, 4), (4, 1, 4), (5, 2, 2)]
+    assert [s for s, _, _ in batches(x, cfg, steps=4)] == [0, 1, 2, 3]
+    seen = torch.cat([b for _, _, b in batches(x, cfg, steps=3)])
+    assert sorted(seen.flatten().tolist()) == list(range(10))  # one pass holds every window once
+
+
+def test_in_process_vocoder_trainer_saves_both_networks(corpus, vae, tmp_path):
+    from raydist.train.local import train_vocoder_local
+
+    cfg = TrainConfig(workers=1, batch_size=4, val_fraction=0.0)
+    path = train_vocoder_local([corpus[1]], vae, str(tmp_path), cfg, TINY, steps=2)
+    state, _ = read_checkpoint(path)
+    assert (state["stage"], state["step"]) == ("vocoder", 2) and "discriminator" not in state
+    m = load_model(path)
+    assert m.vocoder is not None and m.vocoder.cfg == TINY and m.vae_id == load_model(vae).vae_id

@@ -12,7 +12,7 @@ batch of a DDP run), shuffled anew each epoch; validation clips (by id hash) are
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -40,6 +40,23 @@ def load_windows(
     return torch.from_numpy(batch[column])
 
 
+def batches(x: torch.Tensor, cfg: TrainConfig, steps: int | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(step, full passes once this batch is taken, batch) for cfg.epochs passes over x (or
+    exactly `steps` steps): batches of cfg.workers x cfg.batch_size windows (a DDP run's global
+    batch), shuffled anew each pass."""
+    batch = cfg.workers * cfg.batch_size
+    total = steps if steps is not None else cfg.epochs * math.ceil(len(x) / batch)
+    step, epoch = 0, 0
+    while step < total:
+        order = torch.randperm(len(x), device=x.device)
+        for i in range(0, len(x), batch):
+            if step == total:
+                return
+            yield step, epoch + int(i + batch >= len(x)), x[order[i : i + batch]]
+            step += 1
+        epoch += 1
+
+
 def train_local(
     inputs: list[str],
     out: str,
@@ -61,21 +78,11 @@ def train_local(
     model = build_vae(model_cfg, loss_cfg).to(device)
     x = x.to(device)
     opt = make_optimizer(model, cfg)
-    batch = cfg.workers * cfg.batch_size
-    total = steps if steps is not None else cfg.epochs * math.ceil(len(x) / batch)
-    step, epoch = 0, 0
-    while step < total:
-        order = torch.randperm(len(x), device=device)  # a new shuffle each epoch
-        for i in range(0, len(x), batch):
-            if step == total:
-                break
-            train_step(
-                model, x[order[i : i + batch]], opt, step, cfg, loss_cfg, features.frame_rate, bf16=device != "cpu"
-            )
-            step += 1
-        else:
-            epoch += 1  # a full pass
-    return save_checkpoint(out, model.eval(), features, loss_cfg, step=step, epoch=epoch, optimizer=opt)
+    taken, epoch = 0, 0
+    for step, passes, b in batches(x, cfg, steps):
+        train_step(model, b, opt, step, cfg, loss_cfg, features.frame_rate, bf16=device != "cpu")
+        taken, epoch = step + 1, passes
+    return save_checkpoint(out, model.eval(), features, loss_cfg, step=taken, epoch=epoch, optimizer=opt)
 
 
 def train_vocoder_local(
@@ -107,27 +114,16 @@ def train_vocoder_local(
     disc_opt = make_optimizer(disc, cfg) if disc is not None else None
     x = x.to(device)
     opt = make_optimizer(vocoder, cfg)
-    batch = cfg.workers * cfg.batch_size
-    total = steps if steps is not None else cfg.epochs * math.ceil(len(x) / batch)
-    step, epoch = 0, 0
-    while step < total:
-        order = torch.randperm(len(x), device=device)
-        for i in range(0, len(x), batch):
-            if step == total:
-                break
-            w = x[order[i : i + batch]]
-            vocoder_step(
-                vocoder, m.vae, m.logmel, w, opt, cfg, vcfg, bf16=device != "cpu", disc=disc, disc_opt=disc_opt
-            )
-            step += 1
-        else:
-            epoch += 1
+    taken, epoch = 0, 0
+    for step, passes, b in batches(x, cfg, steps):
+        vocoder_step(vocoder, m.vae, m.logmel, b, opt, cfg, vcfg, bf16=device != "cpu", disc=disc, disc_opt=disc_opt)
+        taken, epoch = step + 1, passes
     return save_checkpoint(
         out,
         m.vae,
         m.features,
         LossConfig.from_dict(state["loss_config"]),
-        step=step,
+        step=taken,
         epoch=epoch,
         optimizer=opt,
         vocoder=vocoder.eval(),
