@@ -226,6 +226,7 @@ def generate(
 
     from raydist.codec.generate import interpolate as run_interpolate
     from raydist.codec.generate import sample
+    from raydist.codec.inversion import decoder_name
     from raydist.model.checkpoint import load_model
 
     with user_errors():
@@ -234,8 +235,7 @@ def generate(
             paths = run_interpolate(m, interpolate[0], interpolate[1], out, steps)
         else:
             paths = sample(m, out, n, seconds, seed)
-    decoder = "the learned vocoder" if m.vocoder is not None else "Griffin-Lim (the checkpoint has no vocoder)"
-    typer.echo(f"raydist: wrote {len(paths)} files to {out}, decoded by {decoder}")
+    typer.echo(f"raydist: wrote {len(paths)} files to {out}, decoded by {decoder_name(m)}")
 
 
 def demo(

@@ -37,11 +37,6 @@ class Codec:
         """Raise CodecError unless the row fits this model (see `format.check_row`)."""
         check_row(row, self.latent_dim, self.frame_samples, self.rate)
 
-    @property
-    def decoder(self) -> str:
-        """What turns latents into audio: the checkpoint's learned vocoder, or Griffin-Lim."""
-        return "vocoder" if self.m.vocoder is not None else "griffin-lim"
-
     def decode(self, row: dict) -> np.ndarray:
         """A checked row -> mono float32 audio at the source rate, exactly the source's length."""
         return self.decode_many([row])[0]

@@ -63,6 +63,11 @@ def inverter(cfg: FeatureConfig) -> MelInverter:
     return MelInverter(cfg)
 
 
+def decoder_name(m: LoadedModel) -> str:
+    """What turns this checkpoint's latents into audio, for the user."""
+    return "the learned vocoder" if m.vocoder is not None else "Griffin-Lim (the checkpoint has no vocoder)"
+
+
 @torch.inference_mode()
 def latents_to_audio(m: LoadedModel, mean: np.ndarray, num_samples: int) -> np.ndarray:
     """(L, D) latents -> mono float32 waveform of `num_samples` samples at the model rate."""

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import fsspec
@@ -139,11 +140,23 @@ class LoadedModel:
     step: int
     uri: str
     vocoder: Vocoder | None = None  # the learned waveform decoder, when the checkpoint has one
-    vae_id: str = ""  # sha256 of the VAE alone (configs + weights): same latents, whatever vocoder rides along
 
     @property
     def latent_rate(self) -> float:
         return self.features.frame_rate / self.vae.cfg.downsample
+
+    @cached_property
+    def vae_id(self) -> str:
+        """sha256 of what fixes the latents and their decoded log-mel: the feature and model configs
+        and the VAE's weights. A checkpoint and the same VAE with a vocoder added share it, so codes
+        compressed before the vocoder was trained decode with the checkpoint that has one. Computed
+        on first use (compress and decompress need it; embedding does not)."""
+        h = hashlib.sha256()
+        h.update(json.dumps([self.features.to_dict(), self.vae.cfg.to_dict()], sort_keys=True).encode())
+        for key, value in sorted(self.vae.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
 
 def build_model(state: dict[str, Any]) -> AudioVAE:
@@ -154,18 +167,6 @@ def build_model(state: dict[str, Any]) -> AudioVAE:
     except (RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"weights do not match the model config: {e}") from e
     return model
-
-
-def vae_digest(state: dict[str, Any]) -> str:
-    """sha256 of what fixes the latents and their decoded log-mel: the feature and model configs and
-    the VAE's weights. A checkpoint and the same VAE with a vocoder added share it, so codes
-    compressed before the vocoder was trained decode with the checkpoint that has one."""
-    h = hashlib.sha256()
-    h.update(json.dumps([state["feature_config"], state["model_config"]], sort_keys=True).encode())
-    for key in sorted(state["model"]):
-        h.update(key.encode())
-        h.update(state["model"][key].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def build_vocoder(state: dict[str, Any]) -> Vocoder | None:
@@ -186,6 +187,12 @@ def load_model(
 ) -> LoadedModel:
     """Load a checkpoint (model.pt, or a directory holding one; local or any fsspec URI)."""
     state, digest = read_checkpoint(uri, storage_options)
+    return model_from_state(state, digest, checkpoint_file(uri), device)
+
+
+def model_from_state(state: dict[str, Any], digest: str, uri: str, device: str | torch.device = "cpu") -> LoadedModel:
+    """A ready model from a state `read_checkpoint` returned (for callers that also need the
+    rest of the state: one read of the file)."""
     features = FeatureConfig.from_dict(state["feature_config"])
     vae = build_model(state).to(device).eval()
     vocoder = build_vocoder(state)
@@ -195,7 +202,16 @@ def load_model(
         features,
         digest,
         state["step"],
-        checkpoint_file(uri),
+        uri,
         vocoder.to(device).eval() if vocoder is not None else None,
-        vae_digest(state),
     )
+
+
+def vocoder_config_for(state: dict[str, Any], given: VocoderConfig | None = None) -> VocoderConfig:
+    """The vocoder shape a `--stage vocoder` run on this checkpoint trains: `given`, else the
+    checkpoint's own vocoder's (which is then trained on), else the VAE preset's."""
+    if given is not None:
+        return given
+    if "vocoder_config" in state:
+        return VocoderConfig.from_dict(state["vocoder_config"])
+    return VocoderConfig.from_preset(state["model_config"].get("preset", "small"))

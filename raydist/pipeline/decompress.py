@@ -97,6 +97,7 @@ def decompress(
     progress: bool = True,
 ) -> DecompressSummary:
     """Decode every clip of a compressed set to an audio file under `out` (Ray must be initialised)."""
+    from raydist.codec.inversion import decoder_name
     from raydist.model.checkpoint import load_model
 
     if fmt not in FORMATS:
@@ -118,8 +119,7 @@ def decompress(
         raise CodecError(f"{compressed} holds no compressed clips")
     summary = DecompressSummary(out)
     actors, cpus, gpus = pool(resources)
-    decoder = "the learned vocoder" if model.vocoder is not None else "Griffin-Lim (the checkpoint has no vocoder)"
-    print(f"raydist: decoding with {decoder} on {actors} {'GPU' if gpus else 'CPU'} actor(s)")
+    print(f"raydist: decoding with {decoder_name(model)} on {actors} {'GPU' if gpus else 'CPU'} actor(s)")
     # stream the committed parts from storage: the driver never holds the codes
     ds = ray.data.read_parquet(files, filesystem=pafs.PyFileSystem(pafs.FSSpecHandler(store.fs)))
     if len(files) < 2 * actors:  # one part is one block: split it so that every actor gets work

@@ -19,7 +19,7 @@ import torch
 
 from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig, VocoderConfig
 from raydist.io.inputs import resolve_inputs
-from raydist.model.checkpoint import load_model, read_checkpoint, save_checkpoint
+from raydist.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint, vocoder_config_for
 from raydist.model.vocoder import Discriminator, Vocoder
 from raydist.train.data import make_windows, split_inputs
 from raydist.train.step import build_vae, make_optimizer, train_step, vocoder_step
@@ -98,9 +98,9 @@ def train_vocoder_local(
     """Train a waveform decoder for the VAE in checkpoint `model` (frozen) on `inputs`, as
     `raydist train --stage vocoder` does (vcfg: the VAE preset's shape unless given); save VAE +
     vocoder under `out`; return model.pt's URI."""
-    state, _ = read_checkpoint(model, storage_options)
-    m = load_model(model, device, storage_options)
-    vcfg = vcfg or (m.vocoder.cfg if m.vocoder is not None else VocoderConfig.from_preset(m.vae.cfg.preset))
+    state, digest = read_checkpoint(model, storage_options)
+    m = model_from_state(state, digest, model, device)
+    vcfg = vocoder_config_for(state, vcfg)
     x = load_windows(inputs, cfg, m.features, storage_options, column="wave")
     if len(x) == 0:
         raise ValueError(f"no training windows in {inputs}")

@@ -31,6 +31,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
 
+def update(loss: torch.Tensor, opt: torch.optim.Optimizer, module: torch.nn.Module, grad_clip: float) -> None:
+    """One optimiser step on `loss`: gradients of `module` clipped to norm `grad_clip`."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    opt.step()
+
+
 def view_frames(model: AudioVAE, loss_cfg: LossConfig, frame_rate: float) -> int:
     """Mel frames per augmented crop: view_s rounded to whole latent frames."""
     d = model.cfg.downsample
@@ -68,10 +76,7 @@ def train_step(
         terms["contrast"] = info_nce(a, b, loss_cfg.temperature)
         weights["contrast"] = loss_cfg.contrast
     loss = total_loss(terms, weights)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    opt.step()
+    update(loss, opt, model, cfg.grad_clip)
     return {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
 
 
@@ -127,17 +132,11 @@ def vocoder_step(
     weights = {"mel": vcfg.mel_weight, "stft": vcfg.stft_weight}
     if disc is not None and disc_opt is not None and vcfg.adversarial > 0:
         d_loss = discriminator_loss(disc_forward or disc, target, pred)
-        disc_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
-        disc_opt.step()
+        update(d_loss, disc_opt, disc, cfg.grad_clip)
         disc.requires_grad_(False)  # the vocoder's step: gradients reach pred, not the discriminator
         terms.update(generator_terms(disc, target, pred), disc=d_loss.detach())
         disc.requires_grad_(True)
         weights.update(adversarial=vcfg.adversarial, feature_matching=2 * vcfg.adversarial)
     loss = total_loss(terms, weights)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(vocoder.parameters(), cfg.grad_clip)
-    opt.step()
+    update(loss, opt, vocoder, cfg.grad_clip)
     return {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}

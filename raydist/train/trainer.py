@@ -26,7 +26,7 @@ from raydist.cluster.session import cluster_has_gpus
 from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig, VocoderConfig
 from raydist.io.inputs import resolve_inputs
 from raydist.io.store import StoreError, check_writable
-from raydist.model.checkpoint import CheckpointError, read_checkpoint
+from raydist.model.checkpoint import CheckpointError, read_checkpoint, vocoder_config_for
 from raydist.train.data import split_inputs, windows_dataset
 from raydist.train.loop import train_loop_per_worker, vocoder_loop_per_worker
 
@@ -108,9 +108,7 @@ def train(
         model_cfg = ModelConfig.from_dict({"proj_dim": 0, **vae_state["model_config"]})
         features = FeatureConfig.from_dict(vae_state["feature_config"])
         loss_cfg = LossConfig.from_dict(vae_state["loss_config"])
-        if vocoder_cfg is None and "vocoder_config" in vae_state:
-            vocoder_cfg = VocoderConfig.from_dict(vae_state["vocoder_config"])
-        vocoder_cfg = replace(vocoder_cfg or VocoderConfig.from_preset(model_cfg.preset), **(vocoder_overrides or {}))
+        vocoder_cfg = replace(vocoder_config_for(vae_state, vocoder_cfg), **(vocoder_overrides or {}))
     if model_cfg.n_mels != features.n_mels:
         raise ValueError(f"model n_mels {model_cfg.n_mels} != feature n_mels {features.n_mels}")
     fs, path = fsspec.core.url_to_fs(out, **so)
