@@ -229,15 +229,20 @@ class ResourceConfig(Config):
 class OutputConfig(Config):
     """What an embedding run writes. Saved in each run manifest."""
 
-    rows_per_file: int = 2000  # clips per output Parquet file (per table)
+    rows_per_file: int = 500  # clips per staged part; a commit merges its parts into one file per table
     dtype: str = "float16"  # float16 | float32 for frame-level latents
     keep_logvar: bool = False  # also write per-frame latent log-variance
+    commit_every: int = 50_000  # commit after this many inputs ...
+    commit_seconds: float = 60.0  # ... or this many seconds, whichever comes first
+    lease_s: float = 60.0  # a run on another host whose heartbeat is older than this is dead
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
-        if self.rows_per_file < 1:
-            raise ValueError(f"rows_per_file must be >= 1, got {self.rows_per_file}")
+        if self.rows_per_file < 1 or self.commit_every < 1:
+            raise ValueError(f"rows_per_file and commit_every must be >= 1: {self}")
+        if self.commit_seconds <= 0 or self.lease_s <= 0:
+            raise ValueError(f"commit_seconds and lease_s must be > 0: {self}")
 
 
 @dataclass(frozen=True)

@@ -161,9 +161,16 @@ def test_outputs_read_without_raydist(run):
 
 def test_run_manifest_records_the_run(run):
     _, out, summary = run
-    (manifest,) = RunStore(out).manifests()
-    assert manifest["counts"] == {"inputs": summary.inputs, "ok": summary.ok, "failed": summary.failed, "retried": 0}
-    assert manifest["removed"] == {}
+    store = RunStore(out)
+    (manifest,) = store.manifests()
+    assert manifest["state"] == "complete" and manifest["run_id"] == summary.run_id
+    counts = {"inputs": summary.inputs, "ok": summary.ok, "failed": summary.failed, "retried": 0, "dropped": 0}
+    assert manifest["counts"] == counts
+    (entry,) = store.log()  # one commit: its files are the only files of each table
+    assert manifest["commits"] == [entry["seq"]] == [1] and entry["removed"] == {}
+    assert entry["counts"] == counts
+    for table in ("clips", "frames", "segments", "events", "errors"):
+        assert sorted(os.listdir(os.path.join(out, table))) == entry["files"][table]
     assert len(manifest["model"]["sha256"]) == 64
     assert manifest["feature_config"]["sample_rate"] == 16000
     assert set(manifest["versions"]) >= {"raydist", "ray", "torch", "torchaudio", "pyarrow"}
@@ -201,9 +208,9 @@ def test_retry_errors_replaces_the_error_rows_of_fixed_inputs(ray_session, check
     raw = pq.read_table(os.path.join(out, "errors"))  # plain pyarrow over the folder: no stale rows
     assert raw.column("id").to_pylist() == ["short.wav"]
     assert read_table(out, "errors").column("id").to_pylist() == ["short.wav"]
-    last = RunStore(out).manifests()[-1]
+    last = RunStore(out).log()[-1]
     assert last["removed"] == {"errors": [os.path.basename(old_errors)]}
-    assert last["counts"]["retried"] == 2
+    assert last["counts"]["retried"] == 2 and RunStore(out).manifests()[-1]["counts"]["retried"] == 2
 
     # a crash after the commit point but before the old part was deleted: readers skip it, and
     # the next run's recovery deletes it
@@ -220,46 +227,92 @@ def test_interrupted_commit_rolls_forward_and_dead_staging_is_dropped(ray_sessio
     out = str(tmp_path / "out")
     embed([str(root)], out, checkpoint)
     store = RunStore(out)
-    (m,) = store.manifests()
-    # simulate a crash between the manifest write and the moves: put the parts back in staging
+    (m,) = store.log()
+    # simulate a crash between the log entry and the moves: put the files back in staging
     for table, files in m["files"].items():
         for name in files:
             os.makedirs(os.path.join(out, "_staging", m["run_id"], table), exist_ok=True)
             os.rename(os.path.join(out, table, name), os.path.join(out, "_staging", m["run_id"], table, name))
     os.makedirs(os.path.join(out, "_staging", "dead-run", "clips"))
     open(os.path.join(out, "_staging", "dead-run", "clips", "part-x.parquet"), "w").write("half")
+    assert read_table(out, "clips").num_rows == 4  # committed: read from staging until rolled forward
     again = embed([str(root)], out, checkpoint)
     assert again.already_done == 4 and again.ok == 0
     assert read_table(out, "clips").num_rows == 4
     assert not os.path.exists(os.path.join(out, "_staging"))
 
 
-def test_killed_driver_then_rerun_gives_exactly_one_row_per_input(ray_session, checkpoint, tmp_path):
-    root = tmp_path / "corpus"
-    n = 90  # with 40 clips the run sometimes committed between two polls (2 of 13 runs): no kill took place
-    for i in range(n):
-        write_tone(str(root / f"clip{i:02d}.wav"), freq=100 + 20 * i, seconds=3.0)
-    out = str(tmp_path / "out")
-    address = ray_session.get_runtime_context().gcs_address
+def _embed_in_subprocess(address: str, args: tuple, env: dict | None = None, **kw) -> subprocess.Popen:
+    """`embed(*args)` in a new driver process on the session's Ray."""
     code = (
         "import raydist.cluster.session as s; s.init_ray(address=%r);"
         "from raydist.pipeline.embed import embed; from raydist.config import OutputConfig, ResourceConfig;"
-        "embed([%r], %r, %r, ResourceConfig(batch_size=2), OutputConfig(rows_per_file=2))"
-        % (address, str(root), out, checkpoint)
+        "embed(*%r, ResourceConfig(batch_size=2), OutputConfig(**%r), storage_options=%r, progress=False)"
+        % (address, args, kw.pop("output", {}), kw.pop("storage_options", None))
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **(env or {})}, **kw)
+
+
+def _committed_entries(fs, out: str) -> list[str]:
+    fs.invalidate_cache()
+    return fs.glob(f"{out}/_log/*.json")
+
+
+def _kill_and_rerun(address, fs, root: str, out: str, n: int, when: str, checkpoint, so=None):
+    """Start an embed of `root` into `out` in a driver process, SIGKILL it at moment `when`, then
+    rerun in this process: exactly one row per input, and the rerun processes only what was not
+    committed before the kill."""
+    output = {"rows_per_file": 2, "commit_every": 10 if when != "before-first-commit" else 10_000}
+    env = {"RAYDIST_FAULT_MOVE_DELAY_S": "3"} if when == "during-moves" else {}
+    proc = _embed_in_subprocess(
+        address, ([root], out, checkpoint), env, output=output, storage_options=so,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    store_path = out.split("://", 1)[-1]
+
+    def ready() -> bool:
+        fs.invalidate_cache()
+        if when == "before-first-commit":
+            return bool(fs.glob(f"{store_path}/_staging/*/clips/*.parquet"))
+        entries = fs.glob(f"{store_path}/_log/*.json")
+        if when == "between-commits":
+            return len(entries) >= 1
+        # during-moves: the first commit's entry is written but its files are not all in place yet
+        return len(entries) >= 1 and not all(fs.exists(f"{store_path}/{t}") for t in ("errors", "segments"))
+
     deadline = time.time() + 180
-    while time.time() < deadline and not glob.glob(os.path.join(out, "_staging", "*", "clips", "*.parquet")):
+    while time.time() < deadline and not ready():
         assert proc.poll() is None, "embed finished or died before it could be killed"
-        time.sleep(0.2)
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not glob.glob(os.path.join(out, "_runs", "*.json")), "the run committed before the kill"
-    assert read_table(out, "clips").num_rows == 0  # readers never see the half-written run
-    again = embed([str(root)], out, checkpoint)
-    assert (again.ok, again.failed, again.already_done) == (n, 0, 0)
-    ids = read_table(out, "clips").column("id").to_pylist()
-    assert sorted(ids) == sorted(f"clip{i:02d}.wav" for i in range(n))
+    committed = read_table(out, "clips", storage_options=so).column("id").to_pylist()
+    assert len(committed) < n, "the run finished before the kill"
+    if when == "before-first-commit":
+        assert committed == [] and not _committed_entries(fs, store_path)
+    else:
+        assert committed, "nothing was committed before the kill"
+    again = embed([root], out, checkpoint, storage_options=so, progress=False)
+    assert (again.ok + again.failed, again.already_done) == (n - len(committed), len(committed))
+    for table in ("clips", "frames", "segments"):
+        ids = read_table(out, table, storage_options=so, columns=["id"]).column("id").to_pylist()
+        assert sorted(set(ids)) == sorted(f"clip{i:02d}.wav" for i in range(n)), table
+        if table != "segments":
+            assert len(ids) == n, table
+    fs.invalidate_cache()
+    assert not fs.exists(f"{store_path}/_staging")
+
+
+@pytest.mark.parametrize("when", ["before-first-commit", "between-commits", "during-moves"])
+def test_killed_driver_then_rerun_gives_exactly_one_row_per_input(ray_session, checkpoint, tmp_path, when):
+    import fsspec
+
+    root = tmp_path / "corpus"
+    n = 90  # enough that the run is still going when the moment comes
+    for i in range(n):
+        write_tone(str(root / f"clip{i:02d}.wav"), freq=100 + 20 * i, seconds=3.0)
+    address = ray_session.get_runtime_context().gcs_address
+    _kill_and_rerun(address, fsspec.filesystem("file"), str(root), str(tmp_path / "out"), n, when, checkpoint)
 
 
 def test_embed_from_and_to_s3(ray_session, s3, checkpoint, tmp_path):

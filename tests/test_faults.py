@@ -61,7 +61,7 @@ def test_killed_encoder_actor_job_completes_with_one_row_per_input(ray_session, 
     victim = _wait_for(alive, thread)[0]  # the actor has just loaded the model and takes its first batches
     os.kill(victim["Pid"], signal.SIGKILL)
     assert thread.is_alive(), "the job finished before the actor was killed"
-    assert not glob.glob(os.path.join(out, "_runs", "*.json"))
+    assert not glob.glob(os.path.join(out, "_log", "*.json"))  # nothing committed yet
     thread.join(600)
     assert "error" not in result, result.get("error")
     summary = result["value"]
@@ -141,7 +141,7 @@ def test_storage_full_mid_run_commits_nothing_and_a_rerun_finishes(ray_session, 
         with pytest.raises(RunFailed, match=r"stopped after \d+ of 4 inputs.*InsufficientStorage.*run the same"):
             embed([f"s3://{prefix}/corpus"], out, checkpoint, storage_options=_through(proxy, s3), progress=False)
         assert proxy["failed"] > 0
-    assert not fs.glob(f"{prefix}/emb/_runs/*.json")  # nothing committed
+    assert not fs.glob(f"{prefix}/emb/_log/*.json")  # nothing committed
     assert read_table(out, "clips", storage_options=s3).num_rows == 0
     again = embed([f"s3://{prefix}/corpus"], out, checkpoint, storage_options=s3, progress=False)
     assert (again.ok, again.already_done) == (4, 0)

@@ -11,6 +11,8 @@ from raydist.cli.options import (
     Actors,
     Address,
     BatchSize,
+    CommitEvery,
+    CommitSeconds,
     CpusPerActor,
     EndpointUrl,
     GpusPerActor,
@@ -128,14 +130,24 @@ def embed(
     rows_per_file: int = typer.Option(OutputConfig.rows_per_file, help="Clips per output Parquet file."),
     dtype: str = typer.Option(OutputConfig.dtype, help="float16 | float32 for frame-level latents."),
     keep_logvar: bool = typer.Option(OutputConfig.keep_logvar, help="Also write per-frame log-variances."),
+    commit_every: CommitEvery = OutputConfig.commit_every,
+    commit_seconds: CommitSeconds = OutputConfig.commit_seconds,
     retry_errors: RetryErrors = False,
     address: Address = None,
     endpoint_url: EndpointUrl = None,
 ) -> None:
-    """Embed audio into Parquet: frames/, clips/, events/, segments/, errors/ (exactly once, resumable)."""
+    """Embed audio into Parquet: frames/, clips/, events/, segments/, errors/. Exactly once and
+    resumable: finished work is committed every --commit-seconds; Ctrl-C commits what is finished
+    and says how to continue; rerunning the same command processes only what is missing."""
     res = resources(batch_size, actors, cpus_per_actor, gpus_per_actor)
     with user_errors():
-        output = OutputConfig(rows_per_file=rows_per_file, dtype=dtype, keep_logvar=keep_logvar)
+        output = OutputConfig(
+            rows_per_file=rows_per_file,
+            dtype=dtype,
+            keep_logvar=keep_logvar,
+            commit_every=commit_every,
+            commit_seconds=commit_seconds,
+        )
     check_local_inputs([*inputs, model])
     from raydist.cluster.session import init_ray
     from raydist.io.inputs import storage_options_for
@@ -158,12 +170,17 @@ def compress(
     actors: Actors = ResourceConfig.actors,
     cpus_per_actor: CpusPerActor = ResourceConfig.cpus_per_actor,
     gpus_per_actor: GpusPerActor = ResourceConfig.gpus_per_actor,
+    commit_every: CommitEvery = OutputConfig.commit_every,
+    commit_seconds: CommitSeconds = OutputConfig.commit_seconds,
     retry_errors: RetryErrors = False,
     address: Address = None,
     endpoint_url: EndpointUrl = None,
 ) -> None:
-    """Compress audio into int8 latents (about 3.3 kbps payload); prints bitrate and ratios."""
+    """Compress audio into int8 latents (about 3.3 kbps payload); prints bitrate and ratios.
+    Committed in increments and resumable, like embed."""
     res = resources(batch_size, actors, cpus_per_actor, gpus_per_actor)
+    with user_errors():
+        output = OutputConfig(commit_every=commit_every, commit_seconds=commit_seconds)
     check_local_inputs([*inputs, model])
     from raydist.cluster.session import init_ray
     from raydist.io.inputs import storage_options_for
@@ -174,7 +191,7 @@ def compress(
     so = storage_options_for(endpoint_url)
     init_ray(address)
     with user_errors(RunFailed):
-        summary = run_compress(inputs, out, model, res, OutputConfig(), retry_errors, so)
+        summary = run_compress(inputs, out, model, res, output, retry_errors, so)
     typer.echo(f"raydist: {summary.line('compressed')}")
     if summary.ok or summary.already_done:
         r = codec_report(out, so)

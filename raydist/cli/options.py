@@ -4,6 +4,8 @@ resource options), the error exit, and the checks made before Ray starts."""
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from contextlib import contextmanager
 from typing import Annotated, Iterator, List, Optional
 
@@ -24,6 +26,13 @@ BatchSize = Annotated[int, typer.Option(help="Clips per encoder call.")]
 Actors = Annotated[int, typer.Option(help="Model actors (0: one per GPU, else one per CPU).")]
 CpusPerActor = Annotated[float, typer.Option(help="CPUs per model actor (fractional leaves room for decoding).")]
 GpusPerActor = Annotated[float, typer.Option(help="GPUs per model actor (0: auto, 1 when the cluster has GPUs).")]
+CommitEvery = Annotated[
+    int, typer.Option(help="Commit after this many inputs (or --commit-seconds, whichever comes first).")
+]
+CommitSeconds = Annotated[
+    float,
+    typer.Option(help="Commit finished work at least this often: a crash or Ctrl-C loses at most this much work."),
+]
 RetryErrors = Annotated[
     bool,
     typer.Option(
@@ -40,13 +49,27 @@ def fail(message: str) -> None:
 @contextmanager
 def user_errors(*extra: type[BaseException]) -> Iterator[None]:
     """Turn the errors a user can cause (bad values, inputs, checkpoints, stores, and `extra`) into
-    `error: message` and exit code 2; anything else is a bug and keeps its traceback."""
+    `error: message` and exit code 2, and an interrupt into its message and 130/143; anything else
+    is a bug and keeps its traceback."""
     from raydist.io.store import StoreError
+    from raydist.signals import Interrupted
 
     try:
         yield
+    except Interrupted as e:  # SIGINT/SIGTERM: what was kept, what remains, how to go on
+        typer.secho(f"raydist: {e}. To continue: {continue_command()}", fg=typer.colors.YELLOW, err=True)
+        if "ray" in sys.modules:
+            from raydist.cluster.session import shutdown
+
+            shutdown()  # a local Ray ends with this command: no process left behind
+        raise typer.Exit(e.exit_code) from None
     except (ValueError, StoreError, *extra) as e:
         fail(str(e))
+
+
+def continue_command() -> str:
+    """The command line that was run, as `raydist ...`: rerunning it continues where it stopped."""
+    return shlex.join(["raydist", *sys.argv[1:]])
 
 
 def resources(batch_size: int, actors: int, cpus_per_actor: float, gpus_per_actor: float) -> ResourceConfig:

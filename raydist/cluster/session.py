@@ -1,12 +1,24 @@
-"""Connecting to Ray: an embedded local Ray by default, or a cluster (`auto` or an address)."""
+"""Connecting to Ray: an embedded local Ray by default, or a cluster (`auto` or an address).
+
+A local Ray started here is recorded (its processes and this driver) under the temp folder. When
+a driver is killed (SIGKILL: no chance to shut Ray down), most of its Ray processes follow it, but
+Ray's per-node agents (`ray::DashboardAgent`, `ray::RuntimeEnvAgent`) stay; the next local start
+stops what a dead driver left (`reap_orphans`)."""
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import signal
+import tempfile
+import time
 from typing import Any
 
 import ray
 import torch  # noqa: F401  # import torch before ray: avoids a oneMKL load failure seen in Ray jobs
+
+RECORDS = os.path.join(tempfile.gettempdir(), "raydist-local-ray")
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -19,10 +31,104 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         kwargs = {"address": address}
         os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray 2.60 clusters want the auth token
-    elif num_cpus is not None:
-        kwargs["num_cpus"] = num_cpus
+    else:
+        reap_orphans()
+        if num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
     ray.init(**kwargs)
+    if not address:
+        _record_local_ray()
+
+
+def shutdown() -> None:
+    """Stop this process's Ray (a local one ends with it) and forget its record."""
+    ray.shutdown()
+    _forget()
 
 
 def cluster_has_gpus() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (tells a pid from a later one that reuses it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _record_path(pid: int) -> str:
+    return os.path.join(RECORDS, f"{pid}.json")
+
+
+def _record_local_ray() -> None:
+    me = os.getpid()
+    procs = [[p, _start_time(p)] for p in _descendants(me)]
+    if not procs:  # not Linux, or nothing to record
+        return
+    os.makedirs(RECORDS, exist_ok=True)
+    with open(_record_path(me), "w") as f:
+        json.dump({"driver": [me, _start_time(me)], "procs": procs}, f)
+    atexit.register(_forget)
+
+
+def _forget() -> None:
+    try:
+        os.remove(_record_path(os.getpid()))
+    except OSError:
+        pass
+
+
+def reap_orphans() -> int:
+    """Stop the Ray processes of local Rays whose raydist driver is gone; returns how many."""
+    if not os.path.isdir(RECORDS):
+        return 0
+    stopped = 0
+    for name in os.listdir(RECORDS):
+        path = os.path.join(RECORDS, name)
+        try:
+            with open(path) as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            continue
+        pid, started = rec["driver"]
+        if _start_time(pid) == started:  # that driver is still running
+            continue
+        left = [p for p, st in rec["procs"] if st is not None and _start_time(p) == st]
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # the agents ignore SIGTERM once their raylet is gone
+            for p in left:
+                try:
+                    os.kill(p, sig)
+                except OSError:
+                    pass
+            deadline = time.time() + 2
+            while time.time() < deadline and any(_start_time(p) is not None for p in left):
+                time.sleep(0.1)
+        stopped += len(left)
+        if left:
+            print(f"raydist: stopped {len(left)} Ray processes left by a killed raydist (pid {pid})")
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    return stopped

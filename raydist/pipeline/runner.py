@@ -12,6 +12,7 @@ import datetime
 import json
 import platform
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,10 +23,12 @@ import ray
 
 from raydist.config import OutputConfig, ResourceConfig
 from raydist.io.inputs import resolve_inputs
+from raydist.io.runs import Heartbeat, driver_info, now_iso
 from raydist.io.schema import SCHEMA_VERSION
 from raydist.io.store import STAGING, RunStore
 from raydist.pipeline.decode import decode_batch
 from raydist.pipeline.write import write_parts
+from raydist.signals import Interrupted, name, run_until_signal
 
 
 @dataclass
@@ -34,6 +37,7 @@ class RunSummary:
     inputs: int = 0
     already_done: int = 0
     retried: int = 0  # inputs with an earlier error row processed again (--retry-errors)
+    dropped: int = 0  # processed, but another run committed them first
     ok: int = 0
     failed: int = 0
     audio_s: float = 0.0
@@ -57,9 +61,10 @@ class RunSummary:
             else ""
         )
         retried = f", {self.retried} retried" if self.retried else ""
+        dropped = f", {self.dropped} committed first by another run" if self.dropped else ""
         return (
             f"{verb} {self.inputs} inputs into {self.out}: {self.ok} ok, {self.failed} failed, "
-            f"{self.already_done} already done{retried}; {self.audio_s / 3600:.3f} h of audio in {self.wall_s:.1f} s "
+            f"{self.already_done} already done{retried}{dropped}; {self.audio_s / 3600:.3f} h of audio in {self.wall_s:.1f} s "
             f"({self.speed:.0f} audio-s/s){skipped}"
         )
 
@@ -156,10 +161,13 @@ def run_pipeline(
     storage_options: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> RunSummary:
-    """Run `spec` over `inputs` into `out` (Ray must be initialised). `configs` (output_config and
-    the spec's own, e.g. segment_config) go to the actors and writers and into the manifest.
-    Safe to rerun: it finishes an interrupted commit, then processes only inputs not yet
-    committed; `retry_errors` also processes again inputs whose only record is an error row."""
+    """Run `spec` over `inputs` into `out` (Ray must be initialised), committing every
+    `commit_every` inputs or `commit_seconds` (OutputConfig). `configs` (output_config and the
+    spec's own, e.g. segment_config) go to the actors and writers and into the run's record.
+    Safe to rerun, and to run beside another run on the same output: it skips every input
+    already committed, and drops from its commits inputs another run committed meanwhile.
+    `retry_errors` also processes again inputs whose only record is an error row. SIGINT or
+    SIGTERM (in the main thread) commits what is finished and raises RunInterrupted."""
     from raydist.model.checkpoint import load_model  # torch: the driver only, never the writers
 
     start = time.time()
@@ -168,97 +176,204 @@ def run_pipeline(
     listed = resolve_inputs(inputs, so)
     store = RunStore(out, so)
     store.check_writable()
-    store.recover()
-    results = tuple(t for t in spec.done_tables if t != "errors")
-    done = store.done_ids(results if retry_errors else spec.done_tables)
-    table = listed.table
-    todo = table.filter(pa.array([i not in done for i in table.column("id").to_pylist()])) if done else table
-    retried = store.done_ids(("errors",)) & set(todo.column("id").to_pylist()) if retry_errors else set()
-    summary = RunSummary(
-        out,
-        inputs=len(listed),
-        already_done=len(listed) - todo.num_rows,
-        retried=len(retried),
-        skipped_extensions=listed.skipped,
-    )
-    if todo.num_rows == 0:
-        summary.wall_s = time.time() - start
-        return summary
+    output = OutputConfig.from_dict(configs["output_config"])
     run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    recorded = {  # every config of the run: for the actors, the writers' metadata and the manifest
+    recorded = {  # every config of the run: for the actors, the writers' metadata and the record
         "feature_config": model.features.to_dict(),
         "model_config": model.vae.cfg.to_dict(),
         "resource_config": resources.to_dict(),
         **configs,
     }
-    metadata = {
-        "raydist.schema_version": SCHEMA_VERSION,
-        "raydist.run_id": run_id,
-        "raydist.model_sha256": model.checkpoint_id,
-        **{f"raydist.{k}": json.dumps(v) for k, v in recorded.items()},
-    }
-    ds = build_dataset(
-        spec,
-        todo,
-        model_uri,
-        resources,
-        recorded,
-        store.uri(STAGING, run_id),
-        run_id,
-        model.features.sample_rate,
-        metadata,
-        so,
-    )
-    files: dict[str, list[str]] = {}
-    seen: set[str] = set()
-    try:
-        _collect(ds, spec.name, summary, files, seen, todo.num_rows, start, progress)
-    except Exception as e:  # a stage failed for good (storage full, refused writes, lost cluster)
-        raise RunFailed(
-            f"run {run_id} stopped after {summary.ok + summary.failed} of {todo.num_rows} inputs: {_cause(e)}. "
-            f"Nothing from this run was committed and earlier runs are intact; run the same command again "
-            f"to process what is missing."
-        ) from e
-    if summary.ok + summary.failed != todo.num_rows:
-        raise RuntimeError(
-            f"pipeline returned {summary.ok + summary.failed} rows for {todo.num_rows} inputs; nothing committed"
-        )
-    summary.wall_s, summary.run_id = time.time() - start, run_id
-    manifest = {
+    record = {
         "run_id": run_id,
+        "kind": spec.name,
+        "state": "running",
         "schema_version": SCHEMA_VERSION,
-        "files": files,
-        "removed": {},
+        "inputs": inputs,
         "model": {"uri": model_uri, "sha256": model.checkpoint_id, "vae_sha256": model.vae_id, "step": model.step},
         **recorded,
         "retry_errors": retry_errors,
-        "counts": {"inputs": todo.num_rows, "ok": summary.ok, "failed": summary.failed, "retried": len(retried)},
-        "audio_s": summary.audio_s,
-        "bytes": {
-            "source": summary.source_bytes,
-            "pcm16": summary.pcm16_bytes,
-            "payload": summary.payload_bytes,
-            "written": summary.written_bytes,
-        },
-        "wall_s": summary.wall_s,
+        "driver": driver_info(),
+        "lease_s": output.lease_s,
         "versions": _versions(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "created": now_iso(),
+        "commits": [],
+        "counts": {"inputs": 0, "ok": 0, "failed": 0, "retried": 0, "dropped": 0},
     }
+    heartbeat = Heartbeat(store, record, every_s=output.lease_s / 4)  # before anything is staged
     try:
-        if retried:  # the retried inputs' old error rows go: each input keeps at most its latest one
-            staged, manifest["removed"]["errors"] = store.stage_without("errors", retried, run_id)
-            files.setdefault("errors", []).extend(staged)
-        store.commit(manifest)
-    except Exception as e:
-        raise RunFailed(
-            f"commit of run {run_id} failed: {_cause(e)}. Run the same command again: a run whose manifest "
-            f"was written is rolled forward, otherwise its inputs are processed again."
-        ) from e
+        store.recover(me=run_id)
+        log = store.log()
+        since = log[-1].get("seq", 0) if log else 0
+        results = tuple(t for t in spec.done_tables if t != "errors")
+        done = store.done_ids(results if retry_errors else spec.done_tables)
+        table = listed.table
+        todo = table.filter(pa.array([i not in done for i in table.column("id").to_pylist()])) if done else table
+        retried = store.done_ids(("errors",)) & set(todo.column("id").to_pylist()) if retry_errors else set()
+        summary = RunSummary(
+            out,
+            inputs=len(listed),
+            already_done=len(listed) - todo.num_rows,
+            retried=len(retried),
+            skipped_extensions=listed.skipped,
+            run_id=run_id,
+        )
+        if todo.num_rows == 0:
+            summary.wall_s = time.time() - start
+            heartbeat.stop(state="nothing to do", ended=now_iso())
+            return summary
+        metadata = {
+            "raydist.schema_version": SCHEMA_VERSION,
+            "raydist.run_id": run_id,
+            "raydist.model_sha256": model.checkpoint_id,
+            **{f"raydist.{k}": json.dumps(v) for k, v in recorded.items()},
+        }
+        ds = build_dataset(
+            spec, todo, model_uri, resources, recorded, store.uri(STAGING, run_id), run_id,
+            model.features.sample_rate, metadata, so,
+        )  # fmt: skip
+        commits = Commits(store, spec, run_id, since, output, heartbeat, summary, retried, model.checkpoint_id)
+        signum = _run_until_done_or_signal(ds, commits, spec.name, todo.num_rows, start, progress)
+    except BaseException as e:
+        heartbeat.stop(state="failed", ended=now_iso(), error=_cause(e))
+        if isinstance(e, Exception) and "commits" in locals():  # the pipeline or a commit failed
+            kept = summary.ok + summary.failed
+            raise RunFailed(
+                f"run {run_id} stopped after {kept} of {todo.num_rows} inputs were committed: {_cause(e)}. "
+                f"What was committed is kept and earlier runs are intact; run the same command again to "
+                f"process what is missing."
+            ) from e
+        raise
+    summary.wall_s = time.time() - start
+    store.drop_staging(run_id)  # parts of batches in flight at an interrupt
+    if signum:
+        heartbeat.stop(state="interrupted", ended=now_iso())
+        raise RunInterrupted(signum, summary, todo.num_rows - summary.ok - summary.failed - summary.dropped)
+    heartbeat.stop(state="complete", ended=now_iso(), wall_s=summary.wall_s)
     return summary
 
 
 class RunFailed(RuntimeError):
-    """A pipeline run stopped before its commit; the output holds only earlier committed runs."""
+    """A pipeline run stopped for good; the output holds whole commits only."""
+
+
+class RunInterrupted(Interrupted):
+    """SIGINT or SIGTERM stopped a run after committing what was finished."""
+
+    def __init__(self, signum: int, summary: RunSummary, remaining: int):
+        self.summary, self.remaining = summary, remaining
+        done = summary.already_done + summary.ok + summary.failed + summary.dropped
+        super().__init__(
+            signum,
+            f"interrupted by {name(signum)}: {done} of {summary.inputs} inputs are committed "
+            f"({summary.ok + summary.failed} by this run), {remaining} remain",
+        )
+
+
+class Commits:
+    """The driver's side of a run: finished parts arrive (from the collector thread), and every
+    `commit_every` inputs or `commit_seconds` they are committed as one increment."""
+
+    def __init__(self, store, spec, run_id, since, output, heartbeat, summary, retried, model_sha):
+        self.store, self.spec, self.run_id, self.since = store, spec, run_id, since
+        self.output, self.heartbeat, self.summary, self.retried = output, heartbeat, summary, retried
+        self.model_sha = model_sha
+        self.lock = threading.Lock()
+        self.pending: list[dict] = []
+        self.closed = False
+        self.number = 0
+        self.last = time.time()
+        self.processed = 0  # inputs in finished parts, committed or not
+
+    def add(self, rows: list[dict]) -> bool:
+        """Take finished parts; commit if one is due. False once closed (stop consuming)."""
+        with self.lock:
+            if self.closed:
+                return False
+            self.pending += rows
+            self.processed += sum(len(r["ids"]) for r in rows)
+            n = sum(len(r["ids"]) for r in self.pending)
+            if n >= self.output.commit_every or time.time() - self.last >= self.output.commit_seconds:
+                self._commit()
+            return True
+
+    def close(self) -> None:
+        """Commit what is pending and take no more."""
+        with self.lock:
+            self.closed = True
+            self._commit()
+
+    def _commit(self) -> None:
+        rows, self.pending, self.last = self.pending, [], time.time()
+        if not rows:
+            return
+        parts: dict[str, list[str]] = {}
+        for row in rows:
+            for t in row["tables"]:
+                parts.setdefault(t, []).append(row["part"])
+        ids = [i for r in rows for i in r["ids"]]
+        error_ids = {i for r in rows for i in r["error_ids"]}
+        ok, failed = sum(r["ok"] for r in rows), sum(r["failed"] for r in rows)
+        retried = self.retried & set(ids)
+        info = {
+            "counts": {"inputs": len(ids), "ok": ok, "failed": failed, "retried": len(retried)},
+            "audio_s": sum(r["audio_s"] for r in rows),
+            "schema_version": SCHEMA_VERSION,
+            "model_sha256": self.model_sha,
+        }
+        entry, dropped = self.store.commit(
+            self.run_id, self.number, parts, ids, self.since, self.spec.done_tables, info, retried, error_ids
+        )
+        self.number += 1
+        self.since = entry["seq"]
+        s, c = self.summary, entry["counts"]
+        s.ok, s.failed, s.dropped = s.ok + c["ok"], s.failed + c["failed"], s.dropped + c["dropped"]
+        for r in rows:
+            for k in ("audio_s", "source_bytes", "pcm16_bytes", "payload_bytes"):
+                setattr(s, k, getattr(s, k) + r[k])
+            for t, size in zip(r["tables"], r["written_bytes"]):
+                s.written_bytes[t] = s.written_bytes.get(t, 0) + size
+        total = self.heartbeat.record["counts"]
+        self.heartbeat.update(
+            commits=[*self.heartbeat.record["commits"], entry["seq"]],
+            counts={k: total.get(k, 0) + c[k] for k in c},
+            audio_s=s.audio_s,
+            bytes={
+                "source": s.source_bytes,
+                "pcm16": s.pcm16_bytes,
+                "payload": s.payload_bytes,
+                "written": s.written_bytes,
+            },
+        )
+
+
+def _run_until_done_or_signal(ds, commits: Commits, name: str, total: int, start: float, progress: bool) -> int:
+    """Consume the pipeline (committing as it goes) until it ends or SIGINT/SIGTERM arrives; then
+    commit what is finished. Returns the signal number that stopped the run, or 0."""
+
+    def collect() -> None:
+        seen: set[str] = set()
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            rows = [r for r in batch.to_pylist() if r["part"] not in seen]  # a retried task's summary
+            seen.update(r["part"] for r in rows)
+            if not commits.add(rows):
+                return
+            if progress:
+                s, el = commits.summary, time.time() - start
+                audio = s.audio_s + sum(r["audio_s"] for r in commits.pending)
+                print(
+                    f"raydist {name}: {commits.processed}/{total} inputs, {s.ok + s.failed} committed "
+                    f"({s.failed} failed), {audio / 3600:.3f} h audio, {audio / max(el, 1e-9):.0f} audio-s/s",
+                    file=sys.stderr,
+                )
+        commits.close()
+
+    signum = run_until_signal(collect)
+    if signum:
+        commits.close()
+    elif commits.processed != total:
+        raise RuntimeError(f"pipeline returned {commits.processed} rows for {total} inputs")
+    return signum
 
 
 def _cause(e: BaseException) -> str:
@@ -272,26 +387,3 @@ def _cause(e: BaseException) -> str:
         return f"{type(e).__name__}: [Errno {e.errno}] {e.strerror}"
     lines = [ln for ln in str(e).splitlines() if ln.strip()]
     return f"{type(e).__name__}: {lines[0] if lines else ''}"[:500]
-
-
-def _collect(
-    ds, name: str, summary: RunSummary, files: dict, seen: set, total: int, start: float, progress: bool
-) -> None:
-    """Consume the pipeline's per-part summaries into `summary` and `files`, with progress lines."""
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in batch.to_pylist():
-            if row["part"] in seen:  # a retried task's summary: its file was overwritten in place
-                continue
-            seen.add(row["part"])
-            for t, size in zip(row["tables"], row["written_bytes"]):
-                files.setdefault(t, []).append(row["part"])
-                summary.written_bytes[t] = summary.written_bytes.get(t, 0) + size
-            for k in ("ok", "failed", "audio_s", "source_bytes", "pcm16_bytes", "payload_bytes"):
-                setattr(summary, k, getattr(summary, k) + row[k])
-            if progress:
-                el = time.time() - start
-                print(
-                    f"raydist {name}: {summary.ok + summary.failed}/{total} inputs ({summary.failed} failed), "
-                    f"{summary.audio_s / 3600:.3f} h audio, {summary.audio_s / max(el, 1e-9):.0f} audio-s/s",
-                    file=sys.stderr,
-                )

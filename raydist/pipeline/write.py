@@ -67,5 +67,6 @@ def write_parts(
             "pcm16_bytes": [table_pcm16_bytes(good)],
             "payload_bytes": [table_payload_bytes(tables["codes"]) if "codes" in tables else 0],
             "ids": [ids],
+            "error_ids": [tables["errors"].column("id").to_pylist()],
         }
     )
