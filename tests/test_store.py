@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from raydist.io.store import RunStore, read_table
+from raydist.io.store import RunStore, Taken, read_table
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -56,7 +56,7 @@ def _commit_together(out: str, so: dict, ids: dict[str, list[str]], tag: str) ->
         part = f"part-{run}{tag}.parquet"
         _stage(store, f"{run}{tag}", part, run_ids)
         info = {"counts": {"inputs": len(run_ids), "ok": len(run_ids), "failed": 0}}
-        args = (f"{run}{tag}", 0, {"clips": [part]}, run_ids, since, ("clips",), info)
+        args = (f"{run}{tag}", 0, {"clips": [part]}, run_ids, Taken(since), ("clips",), info)
 
         def go(run=run, store=store, args=args):
             barrier.wait()

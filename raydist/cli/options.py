@@ -58,10 +58,12 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
         yield
     except Interrupted as e:  # SIGINT/SIGTERM: what was kept, what remains, how to go on
         typer.secho(f"raydist: {e}. To continue: {continue_command()}", fg=typer.colors.YELLOW, err=True)
-        if "ray" in sys.modules:
+        if "ray" in sys.modules:  # a local Ray ends with this command: no process left behind
             from raydist.cluster.session import shutdown
 
-            shutdown()  # a local Ray ends with this command: no process left behind
+            sys.stderr.flush()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the dropped pipeline's teardown noise
+            shutdown()
         raise typer.Exit(e.exit_code) from None
     except (ValueError, StoreError, *extra) as e:
         fail(str(e))

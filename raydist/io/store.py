@@ -32,6 +32,7 @@ import os
 import posixpath
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
@@ -50,6 +51,14 @@ MOVE_DELAY_S = float(os.environ.get("RAYDIST_FAULT_MOVE_DELAY_S", "0"))
 
 class StoreError(RuntimeError):
     pass
+
+
+@dataclass
+class Taken:
+    """What other runs committed while one run works: ids in their log entries up to `upto`."""
+
+    upto: int  # log entries up to this number are in `ids` (or were committed before the run)
+    ids: set[str] = field(default_factory=set)
 
 
 class RunStore:
@@ -195,24 +204,25 @@ class RunStore:
         number: int,
         parts: dict[str, list[str]],
         ids: list[str],
-        since: int,
+        taken: Taken,
         done_tables: tuple[str, ...],
         info: dict[str, Any],
         replace_errors_of: set[str] | None = None,
         error_ids: set[str] = frozenset(),  # type: ignore[assignment]
     ) -> tuple[dict[str, Any], set[str]]:
         """Commit staged `parts` (per table, names under _staging/<run>/<table>/) holding the rows
-        of `ids`, as commit `number` of run `run_id`. Rows of ids that other runs committed in
-        log entries after `since` (in `done_tables`) are left out. `replace_errors_of`: retried
+        of `ids`, as commit `number` of run `run_id`. Rows of ids that other runs committed since
+        this run started (`taken`, kept up to date here) are left out. `replace_errors_of`: retried
         ids whose older error rows go; `error_ids`: which of `ids` are error rows (for the counts).
         Returns (the log entry, the ids left out)."""
         ids_set, dropped, merged = set(ids), set(), None
         while True:
             entries = list(self.log())
             head = self._head  # this attempt claims head + 1; reads below may see later entries
-            new = [e for e in entries if since < e.get("seq", 0) and e["run_id"] != run_id]
-            since = head
-            fresh = ids_set & set(self.ids_in(self._located(new, done_tables, skip_rewrites=True)))
+            new = [e for e in entries if taken.upto < e.get("seq", 0) and e["run_id"] != run_id]
+            taken.ids.update(self.ids_in(self._located(new, done_tables, skip_rewrites=True)))
+            taken.upto = head
+            fresh = ids_set & taken.ids
             if merged is None or fresh - dropped:
                 dropped |= fresh
                 merged = {t: self._merge(run_id, number, t, names, dropped) for t, names in parts.items()}

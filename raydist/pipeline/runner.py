@@ -25,7 +25,7 @@ from raydist.config import OutputConfig, ResourceConfig
 from raydist.io.inputs import resolve_inputs
 from raydist.io.runs import Heartbeat, driver_info, now_iso
 from raydist.io.schema import SCHEMA_VERSION
-from raydist.io.store import STAGING, RunStore
+from raydist.io.store import STAGING, RunStore, Taken
 from raydist.pipeline.decode import decode_batch
 from raydist.pipeline.write import write_parts
 from raydist.signals import Interrupted, name, run_until_signal
@@ -204,7 +204,7 @@ def run_pipeline(
     try:
         store.recover(me=run_id)
         log = store.log()
-        since = log[-1].get("seq", 0) if log else 0
+        taken = Taken(log[-1].get("seq", 0) if log else 0)  # later commits of other runs go in here
         results = tuple(t for t in spec.done_tables if t != "errors")
         done = store.done_ids(results if retry_errors else spec.done_tables)
         table = listed.table
@@ -232,7 +232,7 @@ def run_pipeline(
             spec, todo, model_uri, resources, recorded, store.uri(STAGING, run_id), run_id,
             model.features.sample_rate, metadata, so,
         )  # fmt: skip
-        commits = Commits(store, spec, run_id, since, output, heartbeat, summary, retried, model.checkpoint_id)
+        commits = Commits(store, spec, run_id, taken, output, heartbeat, summary, retried, model.checkpoint_id)
         signum = _run_until_done_or_signal(ds, commits, spec.name, todo.num_rows, start, progress)
     except BaseException as e:
         heartbeat.stop(state="failed", ended=now_iso(), error=_cause(e))
@@ -274,8 +274,8 @@ class Commits:
     """The driver's side of a run: finished parts arrive (from the collector thread), and every
     `commit_every` inputs or `commit_seconds` they are committed as one increment."""
 
-    def __init__(self, store, spec, run_id, since, output, heartbeat, summary, retried, model_sha):
-        self.store, self.spec, self.run_id, self.since = store, spec, run_id, since
+    def __init__(self, store, spec, run_id, taken, output, heartbeat, summary, retried, model_sha):
+        self.store, self.spec, self.run_id, self.taken = store, spec, run_id, taken
         self.output, self.heartbeat, self.summary, self.retried = output, heartbeat, summary, retried
         self.model_sha = model_sha
         self.lock = threading.Lock()
@@ -322,10 +322,9 @@ class Commits:
             "model_sha256": self.model_sha,
         }
         entry, dropped = self.store.commit(
-            self.run_id, self.number, parts, ids, self.since, self.spec.done_tables, info, retried, error_ids
+            self.run_id, self.number, parts, ids, self.taken, self.spec.done_tables, info, retried, error_ids
         )
         self.number += 1
-        self.since = entry["seq"]
         s, c = self.summary, entry["counts"]
         s.ok, s.failed, s.dropped = s.ok + c["ok"], s.failed + c["failed"], s.dropped + c["dropped"]
         for r in rows:

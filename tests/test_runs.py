@@ -1,0 +1,171 @@
+"""Runs as users start them, in real processes: interrupted by SIGINT or SIGTERM, started twice
+on one output, started while another is mid-way, killed with their local Ray."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from kit import write_tone
+
+from raydist.cluster.session import _descendants, reap_orphans
+from raydist.io.store import RunStore, read_table
+from raydist.pipeline.embed import embed
+
+FILES = 40  # distinct files; a manifest repeats them under many ids
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> list[str]:
+    root = tmp_path_factory.mktemp("runs-corpus")
+    return [write_tone(str(root / f"f{i:02d}.wav"), freq=150 + 25 * i, seconds=4.0) for i in range(FILES)]
+
+
+def manifest(files: list[str], path: str, n: int, prefix: str = "x", uri_prefix: str = "") -> str:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["uri", "id"])
+        for i in range(n):
+            w.writerow([uri_prefix + files[i % len(files)], f"{prefix}{i:05d}"])
+    return path
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "raydist.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def wait_for_commits(out: str, proc: subprocess.Popen, n: int = 1, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while len(RunStore(out).log()) < n:
+        assert proc.poll() is None, f"the run ended before {n} commits: {proc.stdout.read()}"
+        assert time.time() < deadline, "no commit in time"
+        time.sleep(0.2)
+
+
+def one_row_per_input(out: str, n: int, prefix: str = "x", so: dict | None = None) -> None:
+    expected = [f"{prefix}{i:05d}" for i in range(n)]
+    for table in ("clips", "frames"):
+        ids = read_table(out, table, so, columns=["id"]).column("id").to_pylist()
+        assert sorted(ids) == expected, table
+    assert read_table(out, "errors", so).num_rows == 0
+    seg_ids = set(read_table(out, "segments", so, columns=["id"]).column("id").to_pylist())
+    assert seg_ids == set(expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_commits_finished_work_and_says_how_to_continue(ray_session, checkpoint, files, tmp_path, sig):
+    """SIGINT runs the command as a user does (its own local Ray: every Ray process it started is
+    gone afterwards); SIGTERM joins the test session's Ray, like a job on a cluster."""
+    n, out = 4_000, str(tmp_path / "out")
+    m = manifest(files, str(tmp_path / "m.csv"), n)
+    args = ["embed", m, "--model", checkpoint, "--out", out, "--commit-seconds", "2"]
+    if sig == signal.SIGTERM:
+        args += ["--address", ray_session.get_runtime_context().gcs_address]
+    proc = cli(*args)
+    wait_for_commits(out, proc)
+    started = _descendants(proc.pid)  # Ray's processes, when it runs its own
+    proc.send_signal(sig)
+    sent = time.time()
+    text = proc.communicate(timeout=120)[0]
+    took = time.time() - sent
+    assert proc.returncode == 128 + sig, text[-3000:]
+    found = re.search(
+        r"interrupted by (SIG\w+): (\d+) of (\d+) inputs are committed .* (\d+) remain\. To continue: (.*)", text
+    )
+    assert found, text[-3000:]
+    name, committed, total, remain, command = found.groups()
+    assert (name, int(total), int(committed) + int(remain)) == (sig.name, n, n)
+    assert command.startswith("raydist embed ") and f"--out {out}" in command
+    assert 0 < int(committed) < n and took < 60
+    assert "Traceback" not in text and "PC: @" not in text
+    assert read_table(out, "clips").num_rows == int(committed)
+    assert RunStore(out).records()[-1]["state"] == "interrupted"
+    if sig == signal.SIGINT:
+        time.sleep(1)
+        assert [p for p in started if os.path.exists(f"/proc/{p}")] == []
+    rest = embed([m], out, checkpoint, progress=False)
+    assert (rest.ok, rest.already_done) == (int(remain), int(committed))
+    one_row_per_input(out, n)
+
+
+def embed_driver(address: str, checkpoint: str, m: str, out: str, output: dict, so: dict | None = None):
+    """`embed` in a driver process of its own on the session's Ray; prints its counts."""
+    code = (
+        "import raydist.cluster.session as s; s.init_ray(address=%r);"
+        "from raydist.pipeline.embed import embed; from raydist.config import OutputConfig, ResourceConfig;"
+        "r = embed([%r], %r, %r, ResourceConfig(actors=1), OutputConfig(**%r), storage_options=%r, progress=False);"
+        "print('RESULT', r.ok, r.dropped, r.already_done)"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code % (address, m, out, checkpoint, output, so)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_two_runs_started_together_give_one_row_per_input(ray_session, checkpoint, files, tmp_path, s3, where):
+    n = 600
+    address = ray_session.get_runtime_context().gcs_address
+    so = s3 if where == "s3" else None
+    out = f"s3://raydist-test/two-{os.path.basename(tmp_path)}" if so else str(tmp_path / "out")
+    m = manifest(files, str(tmp_path / "m.csv"), n)
+    start = [embed_driver(address, checkpoint, m, out, {"commit_every": 100}, so) for _ in range(2)]
+    results = []
+    for p in start:
+        text = p.communicate(timeout=600)[0]
+        assert p.returncode == 0, text[-3000:]
+        results.append([int(x) for x in re.search(r"RESULT (\d+) (\d+) (\d+)", text).groups()])
+    one_row_per_input(out, n, so=so)
+    kept = sum(ok for ok, _, _ in results)
+    assert kept == n, results  # what each run kept adds up to the inputs: none twice, none lost
+
+
+@pytest.mark.slow
+def test_a_run_started_mid_way_leaves_the_first_runs_staging_alone(ray_session, checkpoint, files, tmp_path, capfd):
+    n, out = 2_000, str(tmp_path / "out")
+    address = ray_session.get_runtime_context().gcs_address
+    m = manifest(files, str(tmp_path / "m.csv"), n)
+    first = embed_driver(address, checkpoint, m, out, {"commit_seconds": 3600, "rows_per_file": 50})
+    deadline = time.time() + 240
+    while not any(d.endswith("clips") for d, _, _ in os.walk(os.path.join(out, "_staging"))):
+        assert first.poll() is None and time.time() < deadline, "the first run ended before it staged a part"
+        time.sleep(0.2)
+    second = embed([m], out, checkpoint, progress=False)  # started mid-way; both finish
+    assert "leaving the staging of run" in capfd.readouterr().out
+    text = first.communicate(timeout=600)[0]
+    assert first.returncode == 0, text[-3000:]
+    ok, dropped, _ = (int(x) for x in re.search(r"RESULT (\d+) (\d+) (\d+)", text).groups())
+    assert ok + second.ok == n and ok + dropped == n  # the later commit drops what the other one holds
+    one_row_per_input(out, n)
+
+
+@pytest.mark.slow
+def test_ray_processes_a_killed_local_run_left_are_stopped_by_the_next(tmp_path):
+    code = "import raydist.cluster.session as s; s.init_ray(num_cpus=1); print('up', flush=True); input()"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "up"
+    time.sleep(2)  # the agents start beside the raylet
+    started = _descendants(proc.pid)
+    proc.kill()
+    proc.wait()
+    time.sleep(5)
+    left = [p for p in started if os.path.exists(f"/proc/{p}")]
+    assert left, "nothing outlived the killed driver: this test no longer shows anything"
+    assert reap_orphans() == len(left)
+    assert [p for p in started if os.path.exists(f"/proc/{p}")] == []
