@@ -5,7 +5,9 @@ read and write S3 (moto's server on 127.0.0.1). No node reads another node's dis
 from __future__ import annotations
 
 import os
+import re
 import sys
+import time
 
 import pytest
 import yaml
@@ -110,5 +112,25 @@ def test_multi_node_train_resume_and_embed_on_s3(s3, tmp_path):
             "embed",
             ["s3://raydist-test/mn/corpus/audio", "--model", f"{run_out}/model.pt", "--out", emb, *endpoint],
         )
+        # `raydist jobs stop` (SIGTERM, then SIGKILL after a grace period) on a running embed job:
+        # it commits what is finished, says so and exits 143; a rerun does only the rest
+        uris = read_table(emb, "clips", s3).column("uri").to_pylist()
+        rows = "uri,id\n" + "".join(f"{u},big{i:05d}\n" for i, u in enumerate(uris * 200))
+        fs.pipe("raydist-test/mn/big.csv", rows.encode())
+        big, n = "s3://raydist-test/mn/big", len(uris) * 200
+        env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+        args = ["s3://raydist-test/mn/big.csv", "--model", f"{run_out}/model.pt", "--out", big, "--commit-seconds", "2"]
+        job_id = sub.submit("embed", cluster["dashboard"], [*args, *endpoint], env=env, python=sys.executable)
+        deadline = time.time() + 300
+        while not fs.glob("raydist-test/mn/big/_log/*.json"):
+            assert sub.status(cluster["dashboard"], job_id) in ("PENDING", "RUNNING") and time.time() < deadline
+            time.sleep(0.5)
+            fs.invalidate_cache()
+        assert sub.stop(cluster["dashboard"], job_id)
+        assert sub.wait(cluster["dashboard"], job_id, timeout_s=120) == "STOPPED"
+        logs = sub.logs(cluster["dashboard"], job_id)
+        found = re.search(r"interrupted by SIGTERM: (\d+) of (\d+) inputs are committed", logs)
+        assert found and int(found.group(2)) == n, logs[-3000:]
+        assert read_table(big, "clips", s3).num_rows == int(found.group(1)) > 0
     clips = read_table(emb, "clips", storage_options=s3)
     assert clips.num_rows == 30 and all(u.startswith("s3://") for u in clips.column("uri").to_pylist())

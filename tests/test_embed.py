@@ -315,6 +315,19 @@ def test_killed_driver_then_rerun_gives_exactly_one_row_per_input(ray_session, c
     _kill_and_rerun(address, fsspec.filesystem("file"), str(root), str(tmp_path / "out"), n, when, checkpoint)
 
 
+def test_killed_driver_on_s3_then_rerun_gives_exactly_one_row_per_input(ray_session, s3, checkpoint, tmp_path):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(key=s3["key"], secret=s3["secret"], endpoint_url=s3["endpoint_url"])
+    root = tmp_path / "corpus"
+    n = 90
+    for i in range(n):
+        write_tone(str(root / f"clip{i:02d}.wav"), freq=100 + 20 * i, seconds=3.0)
+    address = ray_session.get_runtime_context().gcs_address
+    out = "s3://raydist-test/killed-driver"
+    _kill_and_rerun(address, fs, str(root), out, n, "between-commits", checkpoint, so=s3)
+
+
 def test_embed_from_and_to_s3(ray_session, s3, checkpoint, tmp_path):
     import s3fs
 

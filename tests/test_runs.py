@@ -169,3 +169,25 @@ def test_ray_processes_a_killed_local_run_left_are_stopped_by_the_next(tmp_path)
     assert left, "nothing outlived the killed driver: this test no longer shows anything"
     assert reap_orphans() == len(left)
     assert [p for p in started if os.path.exists(f"/proc/{p}")] == []
+
+
+@pytest.mark.slow
+def test_a_signal_stops_training_and_names_the_checkpoint_resume_uses(ray_session, tmp_path):
+    from raydist.demo.corpus import write_corpus
+
+    corpus = write_corpus(str(tmp_path / "corpus"), n_clips=40, seed=3)
+    out = str(tmp_path / "run")
+    address = ray_session.get_runtime_context().gcs_address
+    proc = cli("train", corpus, "--out", out, "--epochs", "200", "--batch-size", "8", "--address", address)
+    deadline = time.time() + 300
+    run_dir = os.path.join(out, "run")  # Ray Train's checkpoints
+    while not (os.path.isdir(run_dir) and any(d.startswith("checkpoint_") for d in os.listdir(run_dir))):
+        assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    text = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, text[-3000:]
+    found = re.search(r"`--resume` continues from the checkpoint at step (\d+).*To continue: (.*)", text)
+    assert found and int(found.group(1)) > 0, text[-3000:]
+    assert found.group(2).startswith("raydist train ") and found.group(2).endswith("--resume")
+    assert "Traceback" not in text

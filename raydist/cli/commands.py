@@ -255,6 +255,34 @@ def generate(
     typer.echo(f"raydist: wrote {len(paths)} files to {out}, decoded by {decoder_name(m)}")
 
 
+def runs(
+    out: str = typer.Argument(..., help="Output of embed or compress (directory or s3:// URI)."),
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """List the runs on an output: state, commits, inputs kept, failed and dropped (committed first
+    by another run), audio hours; and the files per table."""
+    from raydist.io.inputs import storage_options_for
+    from raydist.io.runs import describe
+    from raydist.io.store import RunStore
+
+    with user_errors():
+        store = RunStore(out, storage_options_for(endpoint_url))
+        rows = describe(store)
+        files = {t: len(store.committed_files(t)) for t in sorted({t for e in store.log() for t in e["files"]})}
+    if not rows:
+        fail(f"{out} holds no raydist run")
+    head = f"{'run':<24} {'kind':<8} {'state':<12} {'started':<19} {'commits':>7} {'ok':>9} {'failed':>7} {'dropped':>7} {'audio h':>8}"
+    typer.echo(head)
+    for r in rows:
+        typer.echo(
+            f"{r['run']:<24} {r['kind']:<8} {r['state']:<12} {r['started']:<19} {r['commits']:>7} "
+            f"{r['ok']:>9} {r['failed']:>7} {r['dropped']:>7} {r['audio_h']:>8.2f}"
+        )
+    typer.echo(
+        f"{len(rows)} runs, {len(store.log())} commits; files: " + ", ".join(f"{t} {n}" for t, n in files.items())
+    )
+
+
 def demo(
     out: str = typer.Option("demo-out", "--out", help="Directory for the corpus, the model and the outputs."),
     clips: int = typer.Option(200, help="Clips in the built-in synthetic corpus."),

@@ -71,7 +71,10 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
 
 def continue_command() -> str:
     """The command line that was run, as `raydist ...`: rerunning it continues where it stopped."""
-    return shlex.join(["raydist", *sys.argv[1:]])
+    args = sys.argv[1:]
+    if args[:1] == ["train"] and "--resume" not in args:
+        args = [*args, "--resume"]  # the run in --out continues from its latest checkpoint
+    return shlex.join(["raydist", *args])
 
 
 def resources(batch_size: int, actors: int, cpus_per_actor: float, gpus_per_actor: float) -> ResourceConfig:

@@ -21,6 +21,9 @@ class SubmitError(ValueError):
     pass
 
 
+STOP_GRACE_S = 60  # seconds between `jobs stop`'s SIGTERM and its SIGKILL
+
+
 def project_root() -> str:
     """The checkout that holds jobs/ and raydist/."""
     import raydist
@@ -42,9 +45,13 @@ def submit(job: str, address: str, args: list[str], env: dict[str, str] | None =
     """Submit jobs/<job>.py with `args`; return the job id."""
     if job not in JOBS:
         raise SubmitError(f"unknown job {job!r}; choose from {JOBS}")
-    runtime_env: dict[str, Any] = {"working_dir": project_root(), "excludes": EXCLUDES}
-    if env:
-        runtime_env["env_vars"] = env
+    runtime_env: dict[str, Any] = {
+        "working_dir": project_root(),
+        "excludes": EXCLUDES,
+        # `ray job stop` sends SIGTERM, then SIGKILL after this long (Ray's default, 3 s, can cut a
+        # commit short): the job commits what is finished and exits 143 well within it
+        "env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S), **(env or {})},
+    }
     entrypoint = shlex.join([python, f"jobs/{job}.py", *args])
     c = client(address)
     for attempt in range(30):  # a just-started head's job agent may not be up yet

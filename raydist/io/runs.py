@@ -81,3 +81,32 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def describe(store: RunStore) -> list[dict[str, Any]]:
+    """One row per run in `store`, oldest first: what `raydist runs` prints. Counts come from the
+    commit log (the truth); state from the run's record, "died" for a running record whose driver
+    or heartbeat is gone."""
+    per_run: dict[str, list[dict[str, Any]]] = {}
+    for e in store.log():
+        per_run.setdefault(e["run_id"], []).append(e)
+    rows = []
+    for rec in store.records():
+        entries = per_run.get(rec["run_id"], [])
+        state = rec.get("state", "committed" if "files" in rec else "?")
+        if state == "running" and not is_alive(rec):
+            state = "died"
+        counts = {k: sum(e.get("counts", {}).get(k, 0) for e in entries) for k in ("ok", "failed", "dropped")}
+        rows.append(
+            {
+                "run": rec["run_id"],
+                "kind": rec.get("kind", "embed" if "segment_config" in rec else "compress"),
+                "state": state,
+                "started": str(rec.get("created", ""))[:19].replace("T", " "),
+                "commits": len(entries),
+                **counts,
+                "audio_h": sum(e.get("audio_s", 0.0) for e in entries) / 3600,
+                "last_commit": str(entries[-1].get("created", ""))[:19].replace("T", " ") if entries else "",
+            }
+        )
+    return rows

@@ -19,9 +19,10 @@ import soundfile as sf
 
 from raydist.codec.format import CodecError, safe_relpath
 from raydist.config import ResourceConfig
-from raydist.io.fs import url_to_fs
+from raydist.io.fs import put_whole, url_to_fs
 from raydist.io.store import RunStore
 from raydist.pipeline.runner import pool
+from raydist.signals import Interrupted, name, run_until_signal
 
 FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
 DECODE_BATCH = 8  # rows per decoder call
@@ -67,8 +68,7 @@ class DecodeAudio:
         path = f"{self.out}/{safe_relpath(row['id'], self.fmt)}"
         fs, p = url_to_fs(path, self.so)
         fs.makedirs(posixpath.dirname(p), exist_ok=True)
-        with fs.open(p, "wb") as f:
-            f.write(buf.getvalue())
+        put_whole(fs, p, buf.getvalue())  # an interrupted run leaves no half-written file
         return path
 
 
@@ -134,20 +134,30 @@ def decompress(
         num_gpus=gpus,
     )
     total = _count_rows(store.fs, files)
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in batch.to_pylist():
-            if row["error"] is None:
-                summary.ok, summary.audio_s = summary.ok + 1, summary.audio_s + row["seconds"]
-            else:
-                summary.failed.append((row["id"], row["error"]))
-        if progress:
-            el = time.time() - start
-            print(
-                f"raydist decompress: {summary.ok + len(summary.failed)}/{total or '?'} clips "
-                f"({len(summary.failed)} failed), {summary.audio_s / 3600:.3f} h audio, "
-                f"{summary.audio_s / max(el, 1e-9):.0f} audio-s/s",
-                file=sys.stderr,
-            )
+
+    def collect() -> None:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                if row["error"] is None:
+                    summary.ok, summary.audio_s = summary.ok + 1, summary.audio_s + row["seconds"]
+                else:
+                    summary.failed.append((row["id"], row["error"]))
+            if progress:
+                el = time.time() - start
+                print(
+                    f"raydist decompress: {summary.ok + len(summary.failed)}/{total or '?'} clips "
+                    f"({len(summary.failed)} failed), {summary.audio_s / 3600:.3f} h audio, "
+                    f"{summary.audio_s / max(el, 1e-9):.0f} audio-s/s",
+                    file=sys.stderr,
+                )
+
+    signum = run_until_signal(collect)
+    if signum:
+        raise Interrupted(
+            signum,
+            f"decompress interrupted by {name(signum)}: {summary.ok} of {total or '?'} clips written to {out} "
+            f"(each file whole); the same command decodes the set again",
+        )
     summary.wall_s = time.time() - start
     return summary
 

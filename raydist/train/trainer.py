@@ -12,6 +12,9 @@ resume works after a lost worker and after the driver itself died.
 from __future__ import annotations
 
 import json
+import os
+import posixpath
+import signal
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,6 +30,7 @@ from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig, 
 from raydist.io.inputs import resolve_inputs
 from raydist.io.store import StoreError, check_writable
 from raydist.model.checkpoint import CheckpointError, read_checkpoint, vocoder_config_for
+from raydist.signals import Interrupted, name
 from raydist.train.data import split_inputs, windows_dataset
 from raydist.train.loop import train_loop_per_worker, vocoder_loop_per_worker
 
@@ -144,7 +148,7 @@ def train(
     }
     if vae_state is not None:
         loop_cfg.update(vocoder=(vocoder_cfg or VocoderConfig()).to_dict(), vae_state=vae_state)
-    trainer = TorchTrainer(
+    trainer = _Trainer(
         train_loop_per_worker if vae_state is None else vocoder_loop_per_worker,
         train_loop_config=loop_cfg,
         scaling_config=ScalingConfig(
@@ -165,12 +169,54 @@ def train(
         ),
         datasets=datasets,
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception:
+        if not trainer.received:
+            raise
+    if trainer.received:
+        raise Interrupted(trainer.received[0], _interrupted(out, so, trainer.received[0]))
     if result.error is not None:
         raise TrainError(f"training failed: {result.error}") from result.error
     if result.checkpoint is None:
         raise TrainError("training finished without a checkpoint")
     return _export(result, out, so, loop_cfg, time.time() - start)
+
+
+class _Trainer(TorchTrainer):
+    """TorchTrainer whose fit() answers SIGTERM as it answers SIGINT: it aborts the run through
+    its controller (workers stop, checkpoints stay), then `train` says which checkpoint
+    `--resume` continues from. Ray Train installs its SIGINT handler inside fit() through this
+    hook (ray 2.60); a second signal exits at once."""
+
+    received: list[int] | tuple = ()  # the signals fit() received (set when it runs in the main thread)
+
+    def _register_sigint_handler(self, controller) -> None:
+        self.received = []
+
+        def handler(signum, frame):
+            if self.received:
+                os._exit(128 + signum)
+            self.received.append(signum)
+            print(f"\nraydist: {name(signum)}: stopping training (send it again to stop at once)", flush=True)
+            controller.abort.remote()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, handler)
+
+
+def _interrupted(out: str, so: dict[str, Any], signum: int) -> str:
+    """What an interrupted training run kept: the checkpoint `--resume` continues from."""
+    fs, path = fsspec.core.url_to_fs(out, **so)
+    found = sorted(fs.glob(f"{path.rstrip('/')}/{RUN_NAME}/checkpoint_*/meta.json"))
+    if not found:
+        return f"training interrupted by {name(signum)} before its first checkpoint; nothing to resume"
+    with fs.open(found[-1], "r") as f:
+        meta = json.load(f)
+    return (
+        f"training interrupted by {name(signum)}; `--resume` continues from the checkpoint at step "
+        f"{meta['step']} (epoch {meta['epoch']}, {posixpath.dirname(found[-1])})"
+    )
 
 
 def _export(result, out: str, so: dict[str, Any], loop_cfg: dict[str, Any], seconds: float) -> TrainResult:
