@@ -177,6 +177,22 @@ def test_run_manifest_records_the_run(run):
     assert not os.path.exists(os.path.join(out, "_staging"))
 
 
+def test_runs_command_lists_the_runs_of_an_output(run):
+    from typer.testing import CliRunner
+
+    from raydist.cli import app
+
+    _, out, summary = run
+    result = CliRunner().invoke(app, ["runs", out])
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.output.splitlines() if ln.startswith(summary.run_id))
+    assert line.split()[1:3] == ["embed", "complete"]
+    assert line.split()[-5:-1] == ["1", str(summary.ok), str(summary.failed), "0"]  # commits ok failed dropped
+    assert "1 commits; files: clips 1, errors 1, events 1, frames 1, segments 1" in result.output
+    missing = CliRunner().invoke(app, ["runs", os.path.join(out, "nothing-here")])
+    assert missing.exit_code == 2 and "holds no raydist run" in missing.output
+
+
 def test_rerun_processes_only_what_is_missing(run, checkpoint, tmp_path):
     root, out, _ = run
     again = embed([root], out, checkpoint)

@@ -167,7 +167,7 @@ def test_ray_processes_a_killed_local_run_left_are_stopped_by_the_next(tmp_path)
     time.sleep(5)
     left = [p for p in started if os.path.exists(f"/proc/{p}")]
     assert left, "nothing outlived the killed driver: this test no longer shows anything"
-    assert reap_orphans() == len(left)
+    assert reap_orphans() >= len(left)  # (and any other dead local run's leftovers)
     assert [p for p in started if os.path.exists(f"/proc/{p}")] == []
 
 

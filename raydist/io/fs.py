@@ -4,6 +4,7 @@ filesystem's protocol turns a path back into a URI."""
 from __future__ import annotations
 
 import os
+import posixpath
 import uuid
 from typing import Any
 
@@ -65,3 +66,29 @@ def create_exclusive(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> b
         return True
     except FileExistsError:
         return False
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def check_writable(out: str, fs: fsspec.AbstractFileSystem, folder: str) -> None:
+    """Write and delete a small probe file in `folder` of `out`; raise StoreError naming the cause
+    (a missing bucket, no permission, a full disk, a path under a file) before any work is spent.
+    A missing bucket is never created: object stores are provisioned on purpose."""
+    if is_object_store(fs):
+        bucket = folder.split("/", 1)[0]
+        try:
+            exists = fs.exists(bucket)
+        except Exception as e:
+            raise StoreError(f"cannot reach bucket {bucket!r} of {out}: {type(e).__name__}: {e}") from e
+        if not exists:
+            raise StoreError(f"bucket {bucket!r} of {out} does not exist (or these credentials cannot see it)")
+    probe = posixpath.join(folder, f".write-probe-{uuid.uuid4().hex[:8]}")
+    try:
+        fs.makedirs(folder, exist_ok=True)
+        with fs.open(probe, "wb") as f:
+            f.write(b"ok")
+        fs.rm(probe)
+    except Exception as e:  # permissions, full disk, a file in the way: all end the same way
+        raise StoreError(f"cannot write to {out}: {type(e).__name__}: {e}") from e

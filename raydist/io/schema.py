@@ -3,13 +3,15 @@ these. Vectors are plain Arrow lists (not Ray's tensor extension, not fixed-size
 pyarrow, pandas, polars and duckdb read them with no raydist or Ray installed.
 
 Layout of an embedding output directory:
+    (each table holds one file per commit)
     frames/part-*.parquet    one row per clip: the latent sequence and per-frame curves
     clips/part-*.parquet     one row per clip: clip-level (classification) features
     events/part-*.parquet    one row per event: where sound starts and stops (schema 2 on)
     segments/part-*.parquet  one row per source segment: regions of one source, tiling the clip
     errors/part-*.parquet    one row per input that could not be processed
     codes/part-*.parquet     (raydist compress) one row per clip: quantised latents + what decoding needs
-    _runs/<run>.json         the committed runs: files, counts, model hash, configs, timings
+    _log/<n>.json            the commit log: each commit's files and counts (raydist.io.store)
+    _runs/<run>.json         one record per run: state, heartbeat, model hash, configs, counts
 """
 
 from __future__ import annotations

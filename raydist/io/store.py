@@ -31,7 +31,6 @@ import json
 import os
 import posixpath
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,17 +39,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from raydist.io.fs import create_exclusive, full_uri, is_object_store, put_whole, url_to_fs
+from raydist.io.fs import StoreError, check_writable, create_exclusive, full_uri, put_whole, url_to_fs
 from raydist.io.runs import is_alive, now_iso
 from raydist.io.schema import TABLES, schema_for
 
 LOG, RUNS, STAGING = "_log", "_runs", "_staging"
 # fault injection for the tests that kill a driver during a commit's moves: seconds after each move
 MOVE_DELAY_S = float(os.environ.get("RAYDIST_FAULT_MOVE_DELAY_S", "0"))
-
-
-class StoreError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -369,28 +364,6 @@ def _read_moving(fs: fsspec.AbstractFileSystem, path: str, columns: list[str] | 
         i = parts.index(STAGING)  # .../_staging/<run>/<table>/<name> -> .../<table>/<name>
         with fs.open("/".join(parts[:i] + parts[i + 2 :]), "rb") as f:
             return pq.read_table(f, columns=columns)
-
-
-def check_writable(out: str, fs: fsspec.AbstractFileSystem, folder: str) -> None:
-    """Write and delete a small probe file in `folder` of `out`; raise StoreError naming the cause
-    (a missing bucket, no permission, a full disk, a path under a file) before any work is spent.
-    A missing bucket is never created: object stores are provisioned on purpose."""
-    if is_object_store(fs):
-        bucket = folder.split("/", 1)[0]
-        try:
-            exists = fs.exists(bucket)
-        except Exception as e:
-            raise StoreError(f"cannot reach bucket {bucket!r} of {out}: {type(e).__name__}: {e}") from e
-        if not exists:
-            raise StoreError(f"bucket {bucket!r} of {out} does not exist (or these credentials cannot see it)")
-    probe = posixpath.join(folder, f".write-probe-{uuid.uuid4().hex[:8]}")
-    try:
-        fs.makedirs(folder, exist_ok=True)
-        with fs.open(probe, "wb") as f:
-            f.write(b"ok")
-        fs.rm(probe)
-    except Exception as e:  # permissions, full disk, a file in the way: all end the same way
-        raise StoreError(f"cannot write to {out}: {type(e).__name__}: {e}") from e
 
 
 def read_table(

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from typing import Any
 
@@ -27,6 +28,12 @@ from raydist.model.vocoder import Discriminator, Vocoder, vocoder_terms
 from raydist.train.step import build_vae, codec_logmel, make_optimizer, train_step, vocoder_step
 
 PCA_MAX_FRAMES = 20000  # latent frames kept (on rank 0) for the PCA figure
+
+
+def say(line: str) -> None:
+    """One line on the driver's console. Ray Train patches print() in its workers to log through
+    its own logger and also print, so a plain print shows each line twice."""
+    print(line, file=sys.__stdout__, flush=True)
 
 
 def _restore(model: torch.nn.Module, key: str = "model") -> dict[str, Any] | None:
@@ -118,7 +125,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     model = model.to(device)
     n_nodes = _count_nodes()
     if rank0:
-        print(f"raydist: {ray.train.get_context().get_world_size()} workers on {n_nodes} nodes")
+        say(f"raydist: {ray.train.get_context().get_world_size()} workers on {n_nodes} nodes")
     opt = make_optimizer(model, tc)
     step, epoch, epoch_step, history, resumed_at = 0, 0, 0, [], []
     if state is not None:
@@ -129,14 +136,14 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         history, resumed_at = _history(ray.train.get_checkpoint())
         resumed_at.append(step)  # one entry per restart: a lost worker, a crash, or --resume
         if rank0:
-            print(f"raydist: resumed at step {step} (epoch {epoch + 1}, batch {epoch_step})")
+            say(f"raydist: resumed at step {step} (epoch {epoch + 1}, batch {epoch_step})")
     train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
     use_bf16 = device.type == "cuda"
     if step == 0:
         initial = validate(model, val_shard, loss_cfg, device, tc.batch_size)
         history.append({"epoch": 0, "step": 0, **initial})
         if rank0:
-            print(f"raydist: step 0 val_loss {initial['val_loss']:.3f}")
+            say(f"raydist: step 0 val_loss {initial['val_loss']:.3f}")
     while epoch < tc.epochs:
         sums = torch.zeros(4, dtype=torch.float64)  # loss, recon, kl, batches
         for i, batch in enumerate(
@@ -170,7 +177,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         metrics.update(validate(model, val_shard, loss_cfg, device, tc.batch_size))
         history.append(metrics)
         if rank0:
-            print(
+            say(
                 f"raydist: epoch {epoch}/{tc.epochs} step {step} loss {metrics['loss']:.3f} recon {metrics['recon']:.3f} "
                 f"kl {metrics['kl']:.3f} | val {metrics['val_loss']:.3f} active {metrics['active_dims']}/"
                 f"{model.cfg.latent_dim} pca90/95/99 {metrics.get('pca90')}/{metrics.get('pca95')}/{metrics.get('pca99')}"
@@ -230,7 +237,7 @@ def vocoder_loop_per_worker(cfg: dict[str, Any]) -> None:
         history, resumed_at = _history(ray.train.get_checkpoint())
         resumed_at.append(step)
         if rank0:
-            print(f"raydist: resumed the vocoder at step {step} (epoch {epoch + 1}, batch {epoch_step})")
+            say(f"raydist: resumed the vocoder at step {step} (epoch {epoch + 1}, batch {epoch_step})")
     train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
     use_bf16 = device.type == "cuda"
     while epoch < tc.epochs:
@@ -259,7 +266,7 @@ def vocoder_loop_per_worker(cfg: dict[str, Any]) -> None:
         metrics.update(validate_vocoder(vocoder, vae, logmel, val_shard, device, tc.batch_size))
         history.append(metrics)
         if rank0:
-            print(
+            say(
                 f"raydist: vocoder epoch {epoch}/{tc.epochs} step {step} mel {metrics['mel']:.3f} "
                 f"stft {metrics['stft']:.3f} | val mel {metrics['val_mel']:.3f} stft {metrics['val_stft']:.3f}"
             )
