@@ -6,6 +6,9 @@
 
 import sys
 
+# every module the driver needs, imported before Ray puts work on other nodes: in a one-host test
+# cluster the nodes share the job's working_dir and re-unpack it, and a late import can miss a file
+import raydist.model.checkpoint  # noqa: F401
 from raydist.cli import app
 
 if __name__ == "__main__":

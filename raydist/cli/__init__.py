@@ -16,7 +16,45 @@ import typer
 
 from raydist.cli import cluster, commands, evaluate
 
-app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+)
+_console = False  # set by main(): the installed `raydist` command (not jobs/, not tests' in-process runs)
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show Ray's logs and warnings here."),
+) -> None:
+    """raydist: train an audio VAE on Ray and embed, compress and decode corpora with it."""
+    if _console and ctx.invoked_subcommand:
+        import os
+
+        from raydist.console import quiet
+
+        log_dir = os.environ.get("RAYDIST_LOG_DIR") or os.path.expanduser("~/.cache/raydist/logs")
+        quiet(log_dir, ctx.invoked_subcommand, verbose)
+
+
+def main() -> None:
+    """The `raydist` command. An unexpected exception (a bug) is one line on the console; its
+    traceback goes to the log."""
+    global _console
+    _console = True
+    try:
+        app(standalone_mode=True)
+    except Exception as e:  # noqa: BLE001 - anything user_errors did not know
+        import traceback
+
+        from raydist.console import log_path, say
+
+        traceback.print_exc()  # to the log (the console shows raydist's lines only)
+        where = f"; the traceback is in {log_path()}" if log_path() else ""
+        say(f"error: internal error, {type(e).__name__}: {e}{where}. Please report it.")
+        raise SystemExit(1) from None
+
+
 for fn in (commands.train, commands.embed, commands.compress, commands.decompress, commands.generate):
     app.command()(fn)
 app.command("evaluate-codec")(evaluate.evaluate_codec)
@@ -31,4 +69,4 @@ app.add_typer(jobs_app, name="jobs")
 app.command()(commands.runs)
 app.command()(commands.demo)
 
-__all__ = ["app"]
+__all__ = ["app", "main"]

@@ -1,5 +1,5 @@
 """`python -m raydist.cli ...` runs the command line."""
 
-from raydist.cli import app
+from raydist.cli import main
 
-app()
+main()

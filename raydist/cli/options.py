@@ -41,23 +41,27 @@ RetryErrors = Annotated[
 ]
 
 
-def fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+def fail(message: str, code: int = 2) -> None:
+    """`error: message` on the console and exit `code` (2: bad usage, 1: a failure at run time)."""
+    from raydist.console import say
+
+    say(typer.style(f"error: {message}", fg=typer.colors.RED))
+    raise typer.Exit(code)
 
 
 @contextmanager
 def user_errors(*extra: type[BaseException]) -> Iterator[None]:
-    """Turn the errors a user can cause (bad values, inputs, checkpoints, stores, and `extra`) into
-    `error: message` and exit code 2, and an interrupt into its message and 130/143; anything else
-    is a bug and keeps its traceback."""
-    from raydist.io.store import StoreError
+    """Turn raydist's errors into one line and their exit code (1 at run time, 2 for bad usage;
+    `extra` types and other ValueErrors: 1 and 2), and an interrupt into what was kept, what
+    remains and how to continue, with 130/143. Anything else is a bug (`main` reports it)."""
+    from raydist.console import say
+    from raydist.errors import RaydistError
     from raydist.signals import Interrupted
 
     try:
         yield
     except Interrupted as e:  # SIGINT/SIGTERM: what was kept, what remains, how to go on
-        typer.secho(f"raydist: {e}. To continue: {continue_command()}", fg=typer.colors.YELLOW, err=True)
+        say(typer.style(f"raydist: {e}. To continue: {continue_command()}", fg=typer.colors.YELLOW))
         if "ray" in sys.modules:  # a local Ray ends with this command: no process left behind
             from raydist.cluster.session import shutdown
 
@@ -65,8 +69,12 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
             os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the dropped pipeline's teardown noise
             shutdown()
         raise typer.Exit(e.exit_code) from None
-    except (ValueError, StoreError, *extra) as e:
-        fail(str(e))
+    except RaydistError as e:
+        fail(str(e), e.exit_code)
+    except extra as e:
+        fail(str(e), 1)
+    except ValueError as e:  # a config's checks: bad option values
+        fail(str(e), 2)
 
 
 def continue_command() -> str:

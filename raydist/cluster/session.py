@@ -38,6 +38,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ray.init(**kwargs)
     if not address:
         _record_local_ray()
+    from raydist.console import log_path
+
+    if log_path():
+        where = "a local Ray" if not address else f"Ray at {address}"
+        print(f"raydist: running on {where}; its logs are in {log_path()} (--verbose shows them here)")
 
 
 def shutdown() -> None:

@@ -12,12 +12,14 @@ import shlex
 import time
 from typing import Any
 
+from raydist.errors import RaydistError
+
 JOBS = ("train", "embed", "compress")
 EXCLUDES = [".venv", ".git", "**/__pycache__", "demo-out", "runs", ".pytest_cache", ".ruff_cache", "*.egg-info"]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
-class SubmitError(ValueError):
+class SubmitError(RaydistError, ValueError):
     pass
 
 

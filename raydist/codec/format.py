@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raydist.audio.rates import MAX_RATE, MIN_RATE
+from raydist.errors import RaydistError
 from raydist.io.inputs import AUDIO_EXTENSIONS
 
 LEVELS = 127  # int8 codes in [-127, 127]
@@ -21,7 +22,7 @@ SCALE_BYTES = 2  # float16 scale per latent dimension
 PCM16_BYTES = 2  # bytes per sample of 16-bit PCM
 
 
-class CodecError(ValueError):
+class CodecError(RaydistError, ValueError):
     """A compressed set or row cannot be decoded; the message names the bad value."""
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import fsspec
 
+from raydist.errors import RaydistError
+
 OBJECT_STORES = ("s3", "s3a", "gs", "gcs")
 
 
@@ -68,7 +70,7 @@ def create_exclusive(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> b
         return False
 
 
-class StoreError(RuntimeError):
+class StoreError(RaydistError, RuntimeError):
     pass
 
 

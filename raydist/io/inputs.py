@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from raydist.errors import UsageError
 from raydist.io.fs import full_uri, url_to_fs
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf")
@@ -23,7 +24,7 @@ MANIFEST_EXTENSIONS = (".csv", ".parquet")
 INPUT_SCHEMA = pa.schema([("id", pa.string()), ("uri", pa.string()), ("label", pa.string()), ("split", pa.string())])
 
 
-class InputError(ValueError):
+class InputError(UsageError):
     """An INPUT argument or manifest is unusable; the message names it (and the row)."""
 
 

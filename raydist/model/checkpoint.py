@@ -19,6 +19,7 @@ import torch
 
 from raydist.audio.features import LogMel
 from raydist.config import FeatureConfig, LossConfig, ModelConfig, VocoderConfig
+from raydist.errors import RaydistError
 from raydist.model.vae import AudioVAE
 from raydist.model.vocoder import Vocoder
 
@@ -28,7 +29,7 @@ FILENAME = "model.pt"
 MAX_BYTES = 2 * 1024**3  # refuse checkpoints over 2 GiB before reading them
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RaydistError, ValueError):
     """The file is missing, corrupt, too large or not a raydist checkpoint."""
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import posixpath
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ import soundfile as sf
 
 from raydist.codec.format import CodecError, safe_relpath
 from raydist.config import ResourceConfig
+from raydist.console import progress as show
 from raydist.io.fs import put_whole, url_to_fs
 from raydist.io.store import RunStore
 from raydist.pipeline.runner import pool
@@ -143,15 +143,19 @@ def decompress(
                 else:
                     summary.failed.append((row["id"], row["error"]))
             if progress:
-                el = time.time() - start
-                print(
-                    f"raydist decompress: {summary.ok + len(summary.failed)}/{total or '?'} clips "
-                    f"({len(summary.failed)} failed), {summary.audio_s / 3600:.3f} h audio, "
-                    f"{summary.audio_s / max(el, 1e-9):.0f} audio-s/s",
-                    file=sys.stderr,
-                )
+                show(line())
+
+    def line() -> str:
+        el = time.time() - start
+        return (
+            f"raydist decompress: {summary.ok + len(summary.failed)}/{total or '?'} clips "
+            f"({len(summary.failed)} failed), {summary.audio_s / 3600:.3f} h audio, "
+            f"{summary.audio_s / max(el, 1e-9):.0f} audio-s/s"
+        )
 
     signum = run_until_signal(collect)
+    if progress:
+        show(line(), final=True)
     if signum:
         raise Interrupted(
             signum,

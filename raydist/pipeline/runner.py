@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import json
 import platform
-import sys
 import threading
 import time
 import uuid
@@ -22,6 +21,8 @@ import pyarrow as pa
 import ray
 
 from raydist.config import OutputConfig, ResourceConfig
+from raydist.console import progress as show
+from raydist.errors import RaydistError
 from raydist.io.inputs import resolve_inputs
 from raydist.io.runs import Heartbeat, driver_info, now_iso
 from raydist.io.schema import SCHEMA_VERSION
@@ -253,7 +254,7 @@ def run_pipeline(
     return summary
 
 
-class RunFailed(RuntimeError):
+class RunFailed(RaydistError, RuntimeError):
     """A pipeline run stopped for good; the output holds whole commits only."""
 
 
@@ -350,6 +351,16 @@ def _run_until_done_or_signal(ds, commits: Commits, name: str, total: int, start
     """Consume the pipeline (committing as it goes) until it ends or SIGINT/SIGTERM arrives; then
     commit what is finished. Returns the signal number that stopped the run, or 0."""
 
+    def line() -> str:
+        s, el = commits.summary, time.time() - start
+        audio = s.audio_s + sum(r["audio_s"] for r in commits.pending)
+        left = (total - commits.processed) * el / max(commits.processed, 1)
+        return (
+            f"raydist {name}: {commits.processed}/{total} inputs, {s.ok + s.failed} committed "
+            f"({s.failed} failed), {audio / 3600:.3f} h audio, {audio / max(el, 1e-9):.0f} audio-s/s, "
+            f"ETA {left:.0f} s"
+        )
+
     def collect() -> None:
         seen: set[str] = set()
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -358,18 +369,14 @@ def _run_until_done_or_signal(ds, commits: Commits, name: str, total: int, start
             if not commits.add(rows):
                 return
             if progress:
-                s, el = commits.summary, time.time() - start
-                audio = s.audio_s + sum(r["audio_s"] for r in commits.pending)
-                print(
-                    f"raydist {name}: {commits.processed}/{total} inputs, {s.ok + s.failed} committed "
-                    f"({s.failed} failed), {audio / 3600:.3f} h audio, {audio / max(el, 1e-9):.0f} audio-s/s",
-                    file=sys.stderr,
-                )
+                show(line())
         commits.close()
 
     signum = run_until_signal(collect)
     if signum:
         commits.close()
+    if progress:
+        show(line(), final=True)
     elif commits.processed != total:
         raise RuntimeError(f"pipeline returned {commits.processed} rows for {total} inputs")
     return signum

@@ -27,6 +27,7 @@ from ray.train.torch import TorchTrainer
 
 from raydist.cluster.session import cluster_has_gpus
 from raydist.config import FeatureConfig, LossConfig, ModelConfig, TrainConfig, VocoderConfig
+from raydist.errors import RaydistError
 from raydist.io.inputs import resolve_inputs
 from raydist.io.store import StoreError, check_writable
 from raydist.model.checkpoint import CheckpointError, read_checkpoint, vocoder_config_for
@@ -37,7 +38,7 @@ from raydist.train.loop import train_loop_per_worker, vocoder_loop_per_worker
 RUN_NAME = "run"
 
 
-class TrainError(RuntimeError):
+class TrainError(RaydistError, RuntimeError):
     pass
 
 
