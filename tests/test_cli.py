@@ -1,7 +1,9 @@
-"""CLI: help explains, bad paths and options fail before Ray starts (exit code 2)."""
+"""CLI: help explains; bad paths and options fail before Ray starts (exit code 2), failures at run
+time exit 1; every failure is one line without a traceback; Ray's logs stay off the console."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -119,3 +121,58 @@ def test_train_options_reach_the_config(tmp_path, monkeypatch):
     ):
         bad = runner.invoke(app, ["train", str(tmp_path), "--out", "o", *args])
         assert bad.exit_code == 2 and message in bad.output, bad.output
+
+
+def _raydist(*args: str, tmp_path) -> subprocess.CompletedProcess:
+    """The command as a user runs it: its own process, the quiet console, a log file."""
+    env = {**os.environ, "RAYDIST_LOG_DIR": str(tmp_path / "logs")}
+    return subprocess.run([sys.executable, "-m", "raydist.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_failures_are_one_line_with_the_right_exit_code(tmp_path, checkpoint):
+    from kit import free_port
+
+    from raydist.cluster.session import init_ray  # noqa: F401  (the same imports as the commands)
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    empty = tmp_path / "empty-store"
+    empty.mkdir()
+    cases = [  # (arguments, exit code, what the message says)
+        (
+            ["compress", str(audio), "--model", checkpoint, "--out", str(tmp_path / "c"), "--batch-size", "0"],
+            2,
+            "batch_size",
+        ),
+        (["embed", str(tmp_path / "nope"), "--model", checkpoint, "--out", str(tmp_path / "e")], 2, "does not exist"),
+        (
+            ["decompress", str(empty), "--model", checkpoint, "--out", str(tmp_path / "d")],
+            1,
+            "holds no compressed clips",
+        ),
+        (["jobs", "status", "x", "--address", f"http://127.0.0.1:{free_port()}"], 1, "no Ray job server answers at"),
+        (["jobs", "stop", "x", "--address", f"http://127.0.0.1:{free_port()}"], 1, "no Ray job server answers at"),
+        (["runs", str(empty)], 2, "holds no raydist run"),
+    ]
+    for args, code, message in cases:
+        out = _raydist(*args, tmp_path=tmp_path)
+        text = out.stdout + out.stderr
+        assert out.returncode == code, (args, text)
+        assert message in text and "Traceback" not in text, (args, text)
+        assert [ln for ln in text.splitlines() if ln.strip()][-1].startswith("error: "), (args, text)
+
+
+def test_the_console_shows_raydist_lines_and_hides_ray_s():
+    from raydist.console import keep
+
+    assert keep("(RayTrainWorker pid=12) raydist: epoch 1/20 step 15\n")[0] == "raydist: epoch 1/20 step 15\n"
+    assert keep("(MapWorker pid=3) some library chatter\n")[0] is None
+    assert keep("2026-11-26 06:26:19,729\tWARNING stats.py:1171 -- Error occurred\n")[0] is None
+    assert keep("[2026-11-26 06:26:42,377 E 20243 20495] core_worker.cc:2465: Actor ...\n")[0] is None
+    assert keep("/x/actor_pool_map_operator.py:551: UserWarning: The minimum number of concurrent actors\n")[0] is None
+    shown, in_tb = keep("Traceback (most recent call last):\n")
+    assert shown is None and in_tb
+    assert keep('  File "x.py", line 1, in <module>\n', in_tb) == (None, True)
+    assert keep("RuntimeError: Ray is not initialized.\n", True) == (None, False)  # the block's last line
+    assert keep("raydist: embedded 600 inputs\n")[0] == "raydist: embedded 600 inputs\n"
+    assert keep("  label  count\n")[0] == "  label  count\n"  # our own tables pass

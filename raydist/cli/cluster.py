@@ -7,7 +7,7 @@ from typing import Annotated, List
 
 import typer
 
-from raydist.cli.options import fail
+from raydist.cli.options import fail, user_errors
 
 JobAddress = Annotated[
     str,
@@ -19,7 +19,7 @@ def submit(
     ctx: typer.Context,
     address: JobAddress,
     job: str = typer.Argument(..., help="train | embed | compress"),
-    wait: bool = typer.Option(False, help="Wait for the job to end and print its logs."),
+    wait: bool = typer.Option(False, help="Follow the job's log until it ends; exit 1 unless it succeeded."),
     env: List[str] = typer.Option(
         [],
         help="Environment variable to pass to the job, by name (repeatable). Its value is visible in the job's "
@@ -33,35 +33,35 @@ def submit(
     missing = [name for name in env if name not in os.environ]
     if missing:
         fail(f"--env names variables that are not set here: {missing}")
-    try:
+    with user_errors():
         job_id = sub.submit(job, address, list(ctx.args), {n: os.environ[n] for n in env}, python)
-    except sub.SubmitError as e:
-        fail(str(e))
-    typer.echo(job_id)
-    if wait:
-        final = sub.wait(address, job_id)
-        typer.echo(sub.logs(address, job_id))
-        typer.echo(f"raydist: job {job_id} {final}")
-        if final != "SUCCEEDED":
-            raise typer.Exit(1)
+        typer.echo(job_id)
+        if wait:  # the job's log as it is written, then its end
+            final = sub.follow(address, job_id, lambda text, end="": typer.echo(text, nl=False))
+            typer.echo(f"raydist: job {job_id} {final}")
+            if final != "SUCCEEDED":
+                raise typer.Exit(1)
 
 
 def jobs_status(job_id: str, address: JobAddress) -> None:
     """Print a job's status."""
     from raydist.cluster import submit as sub
 
-    typer.echo(sub.status(address, job_id))
+    with user_errors():
+        typer.echo(sub.status(address, job_id))
 
 
 def jobs_logs(job_id: str, address: JobAddress) -> None:
     """Print a job's logs."""
     from raydist.cluster import submit as sub
 
-    typer.echo(sub.logs(address, job_id))
+    with user_errors():
+        typer.echo(sub.logs(address, job_id))
 
 
 def jobs_stop(job_id: str, address: JobAddress) -> None:
-    """Stop a running job."""
+    """Stop a running job: it gets SIGTERM, commits what it finished and exits (SIGKILL after 60 s)."""
     from raydist.cluster import submit as sub
 
-    typer.echo("stopped" if sub.stop(address, job_id) else "not running")
+    with user_errors():
+        typer.echo("stopped" if sub.stop(address, job_id) else "not running")

@@ -37,10 +37,26 @@ def project_root() -> str:
 
 
 def client(address: str):
+    """A job client for `address`; SubmitError naming the address when nothing answers there."""
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray 2.60 clusters use token auth
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(address)
+    try:
+        return JobSubmissionClient(address)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise SubmitError(
+            f"no Ray job server answers at {address} ({type(e).__name__}). Is the cluster up (`ray up "
+            f"cluster.yaml`) and its dashboard forwarded (`ray dashboard cluster.yaml`)? Check --address."
+        ) from None
+
+
+def _ask(address: str, job_id: str, what: str):
+    """Run one job-server call; SubmitError naming the job when the server refuses it."""
+    c = client(address)
+    try:
+        return getattr(c, what)(job_id)
+    except RuntimeError as e:
+        raise SubmitError(f"job {job_id} at {address}: {str(e).splitlines()[0][:300]}") from None
 
 
 def submit(job: str, address: str, args: list[str], env: dict[str, str] | None = None, python: str = "python") -> str:
@@ -68,23 +84,37 @@ def submit(job: str, address: str, args: list[str], env: dict[str, str] | None =
 
 def wait(address: str, job_id: str, timeout_s: float = 3600, poll_s: float = 2.0) -> str:
     """Block until the job ends; return its final status."""
-    c = client(address)
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        status = str(c.get_job_status(job_id)).split(".")[-1]
-        if status in TERMINAL:
-            return status
+        state = status(address, job_id)
+        if state in TERMINAL:
+            return state
         time.sleep(poll_s)
-    raise TimeoutError(f"job {job_id} still running after {timeout_s} s")
+    raise SubmitError(
+        f"job {job_id} still running after {timeout_s:.0f} s; it goes on: `raydist jobs status {job_id}`, "
+        f"`raydist jobs stop {job_id}`"
+    )
+
+
+def follow(address: str, job_id: str, write=print) -> str:
+    """Pass the job's log to `write` as it is written; return the job's final status."""
+    import asyncio
+
+    async def tail() -> None:
+        async for chunk in client(address).tail_job_logs(job_id):
+            write(chunk, end="")
+
+    asyncio.run(tail())
+    return wait(address, job_id, timeout_s=60)
 
 
 def status(address: str, job_id: str) -> str:
-    return str(client(address).get_job_status(job_id)).split(".")[-1]
+    return str(_ask(address, job_id, "get_job_status")).split(".")[-1]
 
 
 def logs(address: str, job_id: str) -> str:
-    return client(address).get_job_logs(job_id)
+    return _ask(address, job_id, "get_job_logs")
 
 
 def stop(address: str, job_id: str) -> bool:
-    return client(address).stop_job(job_id)
+    return _ask(address, job_id, "stop_job")
