@@ -53,6 +53,9 @@ def test_probe_segment_eval_and_report(ray_session, checkpoint, tmp_path):
     report = write_report(os.path.join(out, "report.md"), {"probe": probe, "segmentation": segs})
     text = open(report).read()
     assert "## probe" in text and "![confusion.png](confusion.png)" in text
+    assert f"| clips | {probe['clips']} |" in text and "```json" not in text  # tables, not JSON dumps
+    page = open(os.path.join(out, "report.html")).read()
+    assert '<img src="confusion.png"' in page and f"<td>{probe['clips']}</td>" in page
 
 
 def test_probe_refuses_too_few_labels(ray_session, checkpoint, tmp_path):

@@ -49,6 +49,7 @@ def run_demo(out: str, clips: int = 200, epochs: int = 15, workers: int = 2) -> 
     from raydist.pipeline.compress import codec_report, compress
     from raydist.pipeline.decompress import decompress
     from raydist.pipeline.embed import embed
+    from raydist.pipeline.runner import versions
     from raydist.train.trainer import train
 
     start = time.time()
@@ -92,7 +93,14 @@ def run_demo(out: str, clips: int = 200, epochs: int = 15, workers: int = 2) -> 
             "segmentation": segs,
             "compression": {**report, **quality},
         },
+        header={
+            "corpus": manifest,
+            "clips": clips,
+            "model": result.model_uri,
+            "training": {"epochs": epochs, "workers": workers, "seconds": round(result.seconds, 1)},
+            "versions": versions(),
+        },
     )
-    print(f"raydist demo: report with pictures in {path}")
+    print(f"raydist demo: report in {path} and, with its pictures inline, {path[:-3]}.html")
     print(f"raydist demo: done in {time.time() - start:.0f} s")
     return {"manifest": manifest, "model": result.model_uri, "embeddings": emb_dir, "decoded": decoded_dir}

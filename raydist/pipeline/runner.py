@@ -92,7 +92,7 @@ def pool(cfg: ResourceConfig) -> tuple[int, float, float]:
     return cfg.actors or max(1, int(res.get("CPU", 2) // 1)), cfg.cpus_per_actor, 0.0
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     import pyarrow
     import torch
     import torchaudio
@@ -196,7 +196,7 @@ def run_pipeline(
         "retry_errors": retry_errors,
         "driver": driver_info(),
         "lease_s": output.lease_s,
-        "versions": _versions(),
+        "versions": versions(),
         "created": now_iso(),
         "commits": [],
         "counts": {"inputs": 0, "ok": 0, "failed": 0, "retried": 0, "dropped": 0},
