@@ -44,6 +44,9 @@ def main() -> None:
     _console = True
     try:
         app(standalone_mode=True)
+    except SystemExit:
+        _exiting()
+        raise
     except Exception as e:  # noqa: BLE001 - anything user_errors did not know
         import traceback
 
@@ -52,7 +55,17 @@ def main() -> None:
         traceback.print_exc()  # to the log (the console shows raydist's lines only)
         where = f"; the traceback is in {log_path()}" if log_path() else ""
         say(f"error: internal error, {type(e).__name__}: {e}{where}. Please report it.")
+        _exiting()
         raise SystemExit(1) from None
+
+
+def _exiting() -> None:
+    """The command is done (its work committed, its result printed): a signal from here on would
+    only cut Ray's shutdown short (and leave its processes), so it is ignored; SIGKILL still works."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 for fn in (commands.train, commands.embed, commands.compress, commands.decompress, commands.generate):
