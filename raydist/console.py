@@ -55,8 +55,22 @@ def quiet(log_dir: str, command: str, verbose: bool = False) -> str:
         pumps.append(threading.Thread(target=_pump, args=(r, outs[fd], log, verbose), daemon=True))
         pumps[-1].start()
     _terminal = outs[2]
+    _pumps.extend(pumps)
     atexit.register(_drain, pumps)
     return _log_path
+
+
+_pumps: list[threading.Thread] = []
+
+
+def end_now(code: int) -> None:
+    """Pass on what is still in the pipes and exit at once with `code`, skipping interpreter
+    teardown (an abandoned pipeline's thread inside Ray can crash it and change the exit code).
+    Only for the `raydist` command (quiet() ran); elsewhere a plain SystemExit."""
+    if not _pumps:
+        raise SystemExit(code)
+    _drain(_pumps)
+    os._exit(code)
 
 
 def _drain(pumps: list[threading.Thread]) -> None:

@@ -68,6 +68,9 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the dropped pipeline's teardown noise
             shutdown()
+            from raydist.console import end_now
+
+            end_now(e.exit_code)  # no interpreter teardown under the abandoned pipeline's thread
         raise typer.Exit(e.exit_code) from None
     except RaydistError as e:
         fail(str(e), e.exit_code)
