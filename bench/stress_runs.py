@@ -116,7 +116,7 @@ def main() -> None:
             print(f"signal {r}: the run finished as the signal came (it is ignored once the work is done)")
             sig_bad.append(bad_rows(out, 12000))
             continue
-        assert p.returncode == 128 + sig and found, text[-2000:]
+        assert p.returncode == 128 + sig and found, (p.returncode, text[-2000:])
         committed = len(RunStore(out).done_ids())
         command = shlex.split(found.group(1))[1:]  # `raydist ...` as printed, run the same way
         again = subprocess.run([sys.executable, "-m", "raydist.cli", *command], capture_output=True, text=True)

@@ -20,8 +20,9 @@ def _fmt(v: Any) -> str:
 
 
 def tables(section: dict[str, Any]) -> list[tuple[str, Table]]:
-    """A section's values as tables: its scalars in one (name | value); its flat dicts (e.g. one
-    per model) in one with a row each; each dict of dicts (e.g. per tolerance) in its own."""
+    """A section's values as tables: its scalars in one (name | value); its flat dicts with the
+    same keys (e.g. one per model) in one with a row each; each dict of dicts (e.g. per
+    tolerance) in its own."""
     out: list[tuple[str, Table]] = []
     scalars = [[k, _fmt(v)] for k, v in section.items() if not isinstance(v, dict) and k != "pictures"]
     if scalars:
@@ -30,7 +31,10 @@ def tables(section: dict[str, Any]) -> list[tuple[str, Table]]:
         k: v for k, v in section.items() if isinstance(v, dict) and not any(isinstance(x, dict) for x in v.values())
     }
     nested = {k: v for k, v in section.items() if isinstance(v, dict) and k not in flat}
-    for title, group in [("", flat)] + [(k, v) for k, v in nested.items()]:
+    by_keys: dict[tuple, dict[str, Any]] = {}  # flat dicts with the same keys share a table
+    for k, v in flat.items():
+        by_keys.setdefault(tuple(v), {})[k] = v
+    for title, group in [("", g) for g in by_keys.values()] + [(k, v) for k, v in nested.items()]:
         rows_of = {name: (x if isinstance(x, dict) else {"value": x}) for name, x in group.items()}
         if not rows_of:
             continue
