@@ -205,6 +205,13 @@ class TrainConfig(Config):
             raise ValueError(f"workers, epochs and batch_size must be >= 1: {self}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if min(self.lr, self.grad_clip, self.cpus_per_worker, self.window_s, self.window_hop_s) <= 0:
+            raise ValueError(f"lr, grad_clip, cpus_per_worker, window_s and window_hop_s must be > 0: {self}")
+        if self.checkpoint_every < 1 or self.max_failures < -1 or self.gpus_per_worker < 0 or self.shuffle_buffer < 0:
+            raise ValueError(
+                f"checkpoint_every must be >= 1, max_failures >= -1 (-1: no limit), gpus_per_worker and "
+                f"shuffle_buffer >= 0: {self}"
+            )
 
 
 @dataclass(frozen=True)

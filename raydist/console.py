@@ -19,7 +19,11 @@ import threading
 import time
 from typing import TextIO
 
-RAY_PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)*\((?P<who>[^)]*pid=[^)]*)\)(?:\x1b\[[0-9;]*m)*\s?")
+# a line Ray forwards: "(RayTrainWorker pid=12) ...", "(raylet) ...", "(gcs_server, ip=10.0.0.2) ..."
+RAY_PREFIX = re.compile(
+    r"^(?:\x1b\[[0-9;]*m)*\((?P<who>[^\n]*?pid=\d+(?:, ip=[\w.:]+)?|autoscaler[^)]*|[A-Za-z_][\w.\-]*(?:, ip=[\w.:]+)?)\)"
+    r"(?:\x1b\[[0-9;]*m)*\s"
+)
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 LOG_RECORD = re.compile(
     r"^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d+\s+(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b"  # Python logging
@@ -123,9 +127,13 @@ def keep(line: str, in_traceback: bool = False) -> tuple[str | None, bool]:
     return line, False
 
 
-def progress(line: str, final: bool = False, _state: dict = {"last": 0.0, "shown": False}) -> None:  # noqa: B006
+_last_plain = 0.0  # when progress() last printed a plain line (not on a terminal)
+
+
+def progress(line: str, final: bool = False) -> None:
     """A progress line: rewritten in place on a terminal; on a pipe or file, one line every 10 s
     (and the final one)."""
+    global _last_plain
     out = _terminal or sys.stderr
     tty = out.isatty()
     if tty:
@@ -133,7 +141,7 @@ def progress(line: str, final: bool = False, _state: dict = {"last": 0.0, "shown
         out.flush()
         return
     now = time.time()
-    if final or now - _state["last"] >= 10:
-        _state["last"] = now
+    if final or now - _last_plain >= 10:
+        _last_plain = now
         out.write(line + "\n")
         out.flush()

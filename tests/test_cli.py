@@ -153,6 +153,12 @@ def test_failures_are_one_line_with_the_right_exit_code(tmp_path, checkpoint):
         (["jobs", "status", "x", "--address", f"http://127.0.0.1:{free_port()}"], 1, "no Ray job server answers at"),
         (["jobs", "stop", "x", "--address", f"http://127.0.0.1:{free_port()}"], 1, "no Ray job server answers at"),
         (["runs", str(empty)], 2, "holds no raydist run"),
+        # options checked before Ray starts
+        (["decompress", str(empty), "--model", checkpoint, "--out", "d", "--format", "mp3"], 2, "--format must be"),
+        (["train", str(audio), "--out", str(tmp_path / "t"), "--lr", "0"], 2, "lr, grad_clip"),
+        (["generate", "--model", checkpoint, "--out", "g", "--n", "0"], 2, "--n must be >= 1"),
+        (["demo", "--clips", "5"], 2, "--clips must be >= 20"),
+        (["probe", str(empty), "--out", "p", "--folds", "1"], 2, "--folds must be >= 2"),
     ]
     for args, code, message in cases:
         out = _raydist(*args, tmp_path=tmp_path)
@@ -160,6 +166,23 @@ def test_failures_are_one_line_with_the_right_exit_code(tmp_path, checkpoint):
         assert out.returncode == code, (args, text)
         assert message in text and "Traceback" not in text, (args, text)
         assert [ln for ln in text.splitlines() if ln.strip()][-1].startswith("error: "), (args, text)
+        assert code == 1 or "raydist: running on" not in text, (args, text)  # bad usage: before Ray starts
+
+
+def test_the_summary_table_says_what_was_kept_skipped_and_written():
+    from raydist.pipeline.runner import RunSummary
+
+    s = RunSummary("o", inputs=7, ok=5, failed=2, already_done=3, audio_s=7200, wall_s=4.0)
+    s.skipped_extensions, s.written_bytes = {".txt": 2}, {"frames": 2_500_000, "clips": 10_000}
+    assert s.table().splitlines() == [
+        "embedded 7 inputs into o in 4.0 s",
+        "  ok           5",
+        "  failed       2 (rows in errors/)",
+        "  already done 3",
+        "  audio        2.000 h, 1800 audio-s/s",
+        "  not audio    2 .txt",
+        "  written      clips 0.01 MB, frames 2.50 MB",
+    ]
 
 
 def test_the_console_shows_raydist_lines_and_hides_ray_s():
@@ -167,6 +190,10 @@ def test_the_console_shows_raydist_lines_and_hides_ray_s():
 
     assert keep("(RayTrainWorker pid=12) raydist: epoch 1/20 step 15\n")[0] == "raydist: epoch 1/20 step 15\n"
     assert keep("(MapWorker pid=3) some library chatter\n")[0] is None
+    assert keep("(MapWorker(MapBatches(EncodeBatch)) pid=3, ip=10.0.0.2) raydist: x\n")[0] == "raydist: x\n"
+    assert keep("(raylet) [2026-11-26 07:01:09,123 W 1 2] worker_pool.cc:500: Some workers\n")[0] is None
+    assert keep("\x1b[36m(gcs_server, ip=10.0.0.2)\x1b[0m chatter\n")[0] is None
+    assert keep("(autoscaler +2s) Tip: use `ray status`\n")[0] is None
     assert keep("2026-11-26 06:26:19,729\tWARNING stats.py:1171 -- Error occurred\n")[0] is None
     assert keep("[2026-11-26 06:26:42,377 E 20243 20495] core_worker.cc:2465: Actor ...\n")[0] is None
     assert keep("/x/actor_pool_map_operator.py:551: UserWarning: The minimum number of concurrent actors\n")[0] is None

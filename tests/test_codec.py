@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import torch
@@ -136,6 +139,18 @@ def test_compress_decompress_round_trip(ray_session, corpus, trained, checkpoint
     report = evaluate_pairs([manifest], [dec])
     assert report["matched"] == 10 and report["mean"]["logmel_l1"] < 3.0
     json.dumps(report)
+
+    # one tampered row fails alone, named, with its cause (a deterministic error: not retried)
+    bad_set = tmp_path / "tampered"
+    shutil.copytree(out, bad_set)
+    (part,) = RunStore(str(bad_set)).committed_files("codes")
+    rows = pq.read_table(part).to_pylist()
+    rows[3]["scale"] = [float("nan")] * len(rows[3]["scale"])
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(part)), part)
+    result = decompress(str(bad_set), trained, str(tmp_path / "decoded2"))
+    assert result.ok == 9 and [i for i, _ in result.failed] == [rows[3]["id"]]
+    assert "CodecError" in result.failed[0][1] and "non-finite" in result.failed[0][1]
+    assert f"1 failed\n  {rows[3]['id']}: CodecError" in result.line()
 
 
 def test_generate_and_interpolate(trained, corpus, tmp_path):

@@ -159,7 +159,7 @@ def embed(
         summary = run_embed(
             inputs, out, model, res, output, SegmentConfig(), retry_errors, storage_options_for(endpoint_url)
         )
-    typer.echo(f"raydist: {summary.line()}")
+    typer.echo(f"raydist: {summary.table()}")
 
 
 def compress(
@@ -192,7 +192,7 @@ def compress(
     init_ray(address)
     with user_errors(RunFailed):
         summary = run_compress(inputs, out, model, res, output, retry_errors, so)
-    typer.echo(f"raydist: {summary.line('compressed')}")
+    typer.echo(f"raydist: {summary.table('compressed')}")
     if summary.ok or summary.already_done:
         r = codec_report(out, so)
         typer.echo(
@@ -212,7 +212,11 @@ def decompress(
     endpoint_url: EndpointUrl = None,
 ) -> None:
     """Decode a compressed set back to audio at each clip's original rate and duration."""
+    from raydist.codec.format import DECODED_FORMATS
+
     res = resources(ResourceConfig.batch_size, actors, cpus_per_actor, ResourceConfig.gpus_per_actor)
+    if format not in DECODED_FORMATS:
+        fail(f"--format must be one of {', '.join(DECODED_FORMATS)}, got {format!r}")
     check_local_inputs([compressed, model])
     from raydist.cluster.session import init_ray
     from raydist.io.inputs import storage_options_for
@@ -222,6 +226,8 @@ def decompress(
     with user_errors():
         summary = run_decompress(compressed, model, out, format, res, storage_options_for(endpoint_url))
     typer.echo(f"raydist: {summary.line()}")
+    if summary.failed:  # no error table holds them: the exit code says so
+        fail(f"{len(summary.failed)} of {summary.ok + len(summary.failed)} clips could not be decoded (listed above)", 1)
 
 
 def generate(
@@ -239,6 +245,8 @@ def generate(
     check_local_inputs([model, *(interpolate or [])])
     if interpolate and len(interpolate) != 2:
         fail(f"--interpolate needs exactly two files, got {len(interpolate)}")
+    if n < 1 or seconds <= 0 or steps < 2:
+        fail(f"--n must be >= 1, --seconds > 0 and --steps >= 2; got {n}, {seconds}, {steps}")
     import torch
 
     from raydist.codec.generate import interpolate as run_interpolate
@@ -290,6 +298,11 @@ def demo(
     workers: int = typer.Option(2, help="Ray Train workers."),
 ) -> None:
     """Run the whole product on a local Ray and a built-in corpus: no data or cluster needed."""
+    if clips < 20 or epochs < 1 or workers < 1:
+        fail(
+            f"--clips must be >= 20 (a validation split and probe folds need them), --epochs and --workers >= 1; "
+            f"got {clips}, {epochs}, {workers}"
+        )
     from raydist.demo.run import run_demo
 
     with user_errors():

@@ -44,8 +44,11 @@ def probe(
     mlp: bool = typer.Option(False, help="Also run a one-hidden-layer MLP probe on every feature set."),
 ) -> None:
     """Linear probe (logistic regression, grouped k-fold CV) on the clip embeddings."""
+    from raydist.cli.options import fail
     from raydist.eval.probe import run_probe
 
+    if folds < 2:
+        fail(f"--folds must be >= 2, got {folds}")
     check_local_inputs([embeddings, *([labels] if labels else [])])
     with user_errors():
         report = run_probe(embeddings, out, labels, folds, baseline, mlp)

@@ -20,6 +20,7 @@ from raydist.io.inputs import AUDIO_EXTENSIONS
 LEVELS = 127  # int8 codes in [-127, 127]
 SCALE_BYTES = 2  # float16 scale per latent dimension
 PCM16_BYTES = 2  # bytes per sample of 16-bit PCM
+DECODED_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}  # decompress --format: soundfile's names
 
 
 class CodecError(RaydistError, ValueError):

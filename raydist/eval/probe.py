@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ import torchaudio
 
 from raydist.audio import LogMel, decode
 from raydist.config import FeatureConfig
+from raydist.console import progress
 from raydist.eval import plots
 from raydist.eval.settings import run_settings
 from raydist.io.store import read_table
@@ -107,20 +109,28 @@ def probe(
     return ProbeResult(float(np.trace(confusion) / confusion.sum()), macro_f1(confusion), confusion, classes)
 
 
-def baseline_features(uris: list[str], kind: str, cfg: FeatureConfig) -> np.ndarray:
-    """Mean and std over time of log-mel ("logmel") or of 20 MFCCs ("mfcc"), per file."""
+def baseline_features(uris: list[str], kind: str, cfg: FeatureConfig, show: bool = False) -> np.ndarray:
+    """Mean and std over time of log-mel ("logmel") or of 20 MFCCs ("mfcc"), per file; `show`
+    prints a progress line."""
     if kind not in ("logmel", "mfcc"):
         raise ValueError(f"baseline must be logmel or mfcc, got {kind!r}")
     logmel = LogMel(cfg)
     mfcc = torchaudio.transforms.MFCC(
         cfg.sample_rate, n_mfcc=20, melkwargs={"n_fft": cfg.n_fft, "hop_length": cfg.hop_length, "n_mels": cfg.n_mels}
     )
-    rows = []
+    rows, start = [], time.time()
     with torch.inference_mode():
-        for uri in uris:
+        for i, uri in enumerate(uris, 1):
             wave = torch.from_numpy(decode(uri, cfg.sample_rate)[0])
             feats = logmel(wave) if kind == "logmel" else mfcc(wave)  # (bands, T)
             rows.append(torch.cat([feats.mean(1), feats.std(1)]).numpy())
+            if show:
+                rate = i / max(time.time() - start, 1e-9)
+                progress(
+                    f"raydist probe: {kind} baseline features {i}/{len(uris)} files, {rate:.0f} files/s, "
+                    f"ETA {(len(uris) - i) / rate:.0f} s",
+                    final=i == len(uris),
+                )
     return np.stack(rows)
 
 
@@ -161,7 +171,7 @@ def run_probe(
         report["vae_mlp"] = {"accuracy": m.accuracy, "macro_f1": m.macro_f1}
     if baseline:
         for kind in ("logmel", "mfcc"):
-            feats = baseline_features([r["uri"] for r in rows], kind, features)
+            feats = baseline_features([r["uri"] for r in rows], kind, features, show=True)
             b = probe(feats, y, groups, folds)
             report[kind] = {"accuracy": b.accuracy, "macro_f1": b.macro_f1}
             if mlp:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import ray
 import soundfile as sf
 
+from raydist.codec.format import DECODED_FORMATS as FORMATS
 from raydist.codec.format import CodecError, safe_relpath
 from raydist.config import ResourceConfig
 from raydist.console import progress as show
@@ -24,7 +25,6 @@ from raydist.io.store import RunStore
 from raydist.pipeline.runner import pool
 from raydist.signals import Interrupted, name, run_until_signal
 
-FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
 DECODE_BATCH = 8  # rows per decoder call
 
 

@@ -69,6 +69,22 @@ class RunSummary:
             f"({self.speed:.0f} audio-s/s){skipped}"
         )
 
+    def table(self, verb: str = "embedded") -> str:
+        """The end-of-command summary: one line, then what was kept, skipped and written."""
+        rows = [("ok", f"{self.ok}"), ("failed", f"{self.failed}" + (" (rows in errors/)" if self.failed else ""))]
+        rows += [("already done", f"{self.already_done}")]
+        rows += [("retried", f"{self.retried}")] if self.retried else []
+        rows += [("dropped", f"{self.dropped} (committed first by another run)")] if self.dropped else []
+        rows += [("audio", f"{self.audio_s / 3600:.3f} h, {self.speed:.0f} audio-s/s")]
+        if self.skipped_extensions:
+            rows += [
+                ("not audio", ", ".join(f"{n} {ext or 'no extension'}" for ext, n in self.skipped_extensions.items()))
+            ]
+        if self.written_bytes:
+            rows += [("written", ", ".join(f"{t} {b / 1e6:.2f} MB" for t, b in sorted(self.written_bytes.items())))]
+        head = f"{verb} {self.inputs} inputs into {self.out} in {self.wall_s:.1f} s"
+        return "\n".join([head, *(f"  {k:<13}{v}" for k, v in rows)])
+
 
 @dataclass(frozen=True)
 class Spec:
