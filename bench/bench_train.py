@@ -9,7 +9,9 @@ Both sides train the default VAE on the same windows (the built-in corpus cut by
 all local torch threads, which is what a user would write instead; `raydist train` runs its
 defaults (2 workers on a local Ray, validation and a checkpoint each epoch). Each side runs at two
 epoch counts: the slope between them is the steady-state rate (windows/s), the intercept the
-fixed start-up. Prints one table of wall times, rates and ratios.
+fixed start-up. Prints one table of wall times, rates and ratios, and where raydist's epochs spend
+their time (data iteration, training steps with their allreduce, validation, checkpoints, reports:
+the per-epoch `time_*_s` figures of metrics.json).
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ def steps_of(model_dir: str) -> int:
     from raydist.model.checkpoint import read_checkpoint
 
     return read_checkpoint(os.path.join(model_dir, "model.pt"))[0]["step"]
+
+
+PARTS = ("data", "step", "validate", "checkpoint", "report")
+
+
+def where_time_goes(model_dir: str) -> dict[str, float]:
+    """Rank 0's seconds per part of the epochs after the first (the first pays for the first pass
+    over Ray Data), summed, from the run's metrics.json."""
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        history = json.load(f)["history"][2:]
+    return {p: sum(e.get(f"time_{p}_s", 0.0) for e in history) for p in PARTS} | {"epochs": len(history)}
 
 
 def main() -> None:
@@ -81,6 +94,13 @@ def main() -> None:
         print(f"raydist train / plain loop, whole command at {epochs} epochs: {ratio:.2f}x the speed")
     rows["ratio/steady"] = rows["raydist"]["steady_windows_per_s"] / rows["plain"]["steady_windows_per_s"]
     print(f"steady state: {rows['ratio/steady']:.2f}x")
+    parts = where_time_goes(os.path.join(root, f"raydist-{hi}"))
+    rows["raydist_epoch_parts_s"] = parts
+    total = sum(parts[p] for p in PARTS)
+    print(
+        f"raydist train, where an epoch's time goes (rank 0, epochs 2-{hi}, {total / parts['epochs']:.2f} s per epoch): "
+        + ", ".join(f"{p} {100 * parts[p] / total:.1f}%" for p in PARTS)
+    )
     with open(args.out, "w") as f:
         json.dump(rows, f, indent=2)
     print(f"wrote {args.out}")

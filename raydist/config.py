@@ -192,7 +192,8 @@ class TrainConfig(Config):
     val_fraction: float = 0.1  # share of clips (by id hash) held out for validation
     checkpoint_every: int = 100  # steps between mid-epoch checkpoints (and one each epoch)
     max_failures: int = 2  # worker-group restarts Ray Train attempts from the last checkpoint
-    shuffle_buffer: int = 256  # local shuffle buffer, in windows
+    shuffle_buffer: int = 256  # local shuffle buffer, in windows (first epoch; later ones permute kept windows)
+    keep_mb: int = 1024  # a worker keeps its windows in memory after the first epoch if they fit (0: stream each epoch)
     seed: int = 0  # model initialisation seed
     placement: str = "PACK"  # PACK | SPREAD: SPREAD puts workers on different nodes
 
@@ -207,10 +208,15 @@ class TrainConfig(Config):
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if min(self.lr, self.grad_clip, self.cpus_per_worker, self.window_s, self.window_hop_s) <= 0:
             raise ValueError(f"lr, grad_clip, cpus_per_worker, window_s and window_hop_s must be > 0: {self}")
-        if self.checkpoint_every < 1 or self.max_failures < -1 or self.gpus_per_worker < 0 or self.shuffle_buffer < 0:
+        if (
+            self.checkpoint_every < 1
+            or self.max_failures < -1
+            or self.gpus_per_worker < 0
+            or min(self.shuffle_buffer, self.keep_mb) < 0
+        ):
             raise ValueError(
-                f"checkpoint_every must be >= 1, max_failures >= -1 (-1: no limit), gpus_per_worker and "
-                f"shuffle_buffer >= 0: {self}"
+                f"checkpoint_every must be >= 1, max_failures >= -1 (-1: no limit), gpus_per_worker, "
+                f"shuffle_buffer and keep_mb >= 0: {self}"
             )
 
 

@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from raydist.config import ModelConfig, TrainConfig
 from raydist.demo.corpus import write_corpus
@@ -93,3 +94,36 @@ def test_ddp_trains_with_the_invariance_term(ray_session, tmp_path):
     state, _ = read_checkpoint(result.model_uri)
     assert state["step"] >= 4 and state["loss_config"]["contrast"] == 1.0
     assert any(k.startswith("head.") for k in state["model"])
+
+
+class _Shard:
+    """A Ray Data shard's iter_torch_batches over fixed rows; counts the passes asked of it."""
+
+    def __init__(self, rows: torch.Tensor):
+        self.rows, self.passes = rows, 0
+
+    def iter_torch_batches(self, batch_size, local_shuffle_buffer_size=None, device=None):
+        self.passes += 1
+        for i in range(0, len(self.rows), batch_size):
+            yield {"logmel": self.rows[i : i + batch_size]}
+
+
+def test_shard_batches_keep_the_windows_that_fit_and_permute_them_each_epoch():
+    from raydist.train.loop import ShardBatches
+
+    rows = torch.arange(50, dtype=torch.float32)[:, None].repeat(1, 3)  # 50 windows, 600 bytes
+    shard = _Shard(rows)
+    kept = ShardBatches(shard, 8, "cpu", keep_bytes=600, shuffle_buffer=16, seed=1)
+    epochs = [[b["logmel"] for b in kept.epoch(e)] for e in range(3)]
+    assert shard.passes == 1  # later epochs come from memory
+    for batches in epochs:
+        assert [len(b) for b in batches] == [8] * 6 + [2]  # the same batches per epoch as streaming
+        assert sorted(torch.cat(batches)[:, 0].tolist()) == list(range(50))  # every window once
+    assert not torch.equal(torch.cat(epochs[1]), torch.cat(epochs[2]))  # a fresh order each epoch
+    assert [len(b["logmel"]) for b in ShardBatches(shard, 8, "cpu", keep_bytes=600)] == [8] * 6 + [2]
+
+    streamed = _Shard(rows)
+    too_big = ShardBatches(streamed, 8, "cpu", keep_bytes=599, shuffle_buffer=16)
+    for e in range(3):
+        assert sorted(torch.cat([b["logmel"] for b in too_big.epoch(e)])[:, 0].tolist()) == list(range(50))
+    assert streamed.passes == 3 and too_big.kept is None  # a shard over the limit streams every epoch

@@ -45,6 +45,11 @@ def train(
     gpus_per_worker: float = typer.Option(TrainConfig.gpus_per_worker, help="GPUs each worker reserves (with GPUs)."),
     checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, help="Steps between checkpoints."),
     max_failures: int = typer.Option(TrainConfig.max_failures, help="Worker-group restarts allowed."),
+    keep_mb: int = typer.Option(
+        TrainConfig.keep_mb,
+        help="MB of training windows a worker keeps in memory after the first epoch (later epochs then "
+        "skip Ray Data's start of a pass); a larger shard streams every epoch. 0: always stream.",
+    ),
     placement: str = typer.Option(TrainConfig.placement, help="PACK | SPREAD: spread puts workers on different nodes."),
     seed: int = typer.Option(TrainConfig.seed, help="Model initialisation seed."),
     preset: str = typer.Option(
@@ -90,6 +95,7 @@ def train(
             gpus_per_worker=gpus_per_worker,
             checkpoint_every=checkpoint_every,
             max_failures=max_failures,
+            keep_mb=keep_mb,
             placement=placement,
             seed=seed,
         )
@@ -227,7 +233,9 @@ def decompress(
         summary = run_decompress(compressed, model, out, format, res, storage_options_for(endpoint_url))
     typer.echo(f"raydist: {summary.line()}")
     if summary.failed:  # no error table holds them: the exit code says so
-        fail(f"{len(summary.failed)} of {summary.ok + len(summary.failed)} clips could not be decoded (listed above)", 1)
+        fail(
+            f"{len(summary.failed)} of {summary.ok + len(summary.failed)} clips could not be decoded (listed above)", 1
+        )
 
 
 def generate(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from typing import Any
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import ray
 import ray.train
@@ -47,6 +49,57 @@ def _restore(model: torch.nn.Module, key: str = "model") -> dict[str, Any] | Non
     return state
 
 
+class ShardBatches:
+    """A worker's batches of one Ray Data shard, epoch after epoch. The first epoch streams the
+    shard (with Ray Data's local shuffle buffer); if every rank's shard fits in `keep_bytes` the
+    windows stay in memory and later epochs draw batches from a fresh permutation (seeded by seed,
+    rank and epoch), so a short epoch does not pay Ray Data's start of a pass (about a second on a
+    small shard, as much as ten training steps on 2 cores). A shard too large to keep streams on
+    every epoch, as before."""
+
+    def __init__(self, shard, batch_size: int, device, keep_bytes: int, shuffle_buffer: int | None = None, seed=0):
+        self.shard, self.batch_size, self.device = shard, batch_size, device
+        self.keep_bytes, self.shuffle_buffer, self.seed = keep_bytes, shuffle_buffer, seed
+        self.kept: dict[str, torch.Tensor] | None = None
+
+    def epoch(self, epoch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        if self.kept is not None:
+            n = len(next(iter(self.kept.values())))
+            order = torch.arange(n)
+            if self.shuffle_buffer:
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + _rank() * 1009 + epoch)
+                order = torch.randperm(n, generator=g)
+            for i in range(0, n, self.batch_size):
+                idx = order[i : i + self.batch_size].to(self.device)
+                yield {k: v[idx] for k, v in self.kept.items()}
+            return
+        kept: list[dict[str, torch.Tensor]] | None = [] if self.keep_bytes > 0 else None
+        size = 0
+        for batch in self.shard.iter_torch_batches(
+            batch_size=self.batch_size, local_shuffle_buffer_size=self.shuffle_buffer or None, device=self.device
+        ):
+            if kept is not None:
+                size += sum(t.numel() * t.element_size() for t in batch.values())
+                kept = kept + [batch] if size <= self.keep_bytes else None
+            yield batch
+        # every rank keeps its windows or none does: a shard that one rank stops reading would hold
+        # the others' next pass (Ray Data's split starts an epoch on all its consumers together)
+        fits = torch.tensor([0.0 if not kept else 1.0], device=self.device)
+        if _all_sum(fits).item() == _world_size():
+            self.kept = {k: torch.cat([b[k] for b in kept]) for k in kept[0]}
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return self.epoch()
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def _all_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t)
@@ -54,13 +107,14 @@ def _all_sum(t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model: AudioVAE, shard, loss: LossConfig, device, batch_size: int) -> dict[str, float]:
-    """Negative ELBO (at full beta) per mel frame, its terms, active dims and PCA figures."""
+def validate(model: AudioVAE, batches, loss: LossConfig, device) -> dict[str, float]:
+    """Negative ELBO (at full beta) per mel frame, its terms, active dims and PCA figures, over
+    `batches` (a `ShardBatches`)."""
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # recon, kl, batches
     kl_dims = torch.zeros(model.cfg.latent_dim, dtype=torch.float64, device=device)
     means = []
-    for batch in shard.iter_torch_batches(batch_size=batch_size, device=device):
+    for batch in batches:
         x = batch["logmel"]
         out = model(x)
         terms = elbo_terms(out["recon"], model.normalize(x), out["mean"], out["logvar"])
@@ -137,32 +191,36 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         resumed_at.append(step)  # one entry per restart: a lost worker, a crash, or --resume
         if rank0:
             say(f"raydist: resumed at step {step} (epoch {epoch + 1}, batch {epoch_step})")
-    train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+    keep = tc.keep_mb << 20
+    train_batches = ShardBatches(
+        ray.train.get_dataset_shard("train"), tc.batch_size, device, keep, tc.shuffle_buffer, tc.seed
+    )
+    val_batches = ShardBatches(ray.train.get_dataset_shard("val"), tc.batch_size, device, keep)
     use_bf16 = device.type == "cuda"
     if step == 0:
-        initial = validate(model, val_shard, loss_cfg, device, tc.batch_size)
+        initial = validate(model, val_batches, loss_cfg, device)
         history.append({"epoch": 0, "step": 0, **initial})
         if rank0:
             say(f"raydist: step 0 val_loss {initial['val_loss']:.3f}")
+    last_report = 0.0
     while epoch < tc.epochs:
         sums = torch.zeros(4, dtype=torch.float64)  # loss, recon, kl, batches
-        for i, batch in enumerate(
-            train_shard.iter_torch_batches(
-                batch_size=tc.batch_size, local_shuffle_buffer_size=tc.shuffle_buffer, device=device
-            )
-        ):
+        clock = Clock({"report": last_report})
+        for i, batch in enumerate(clock.wrap(train_batches.epoch(epoch), "data")):
             if i < epoch_step:  # resumed mid-epoch: these batches were already taken
                 continue
-            terms = train_step(
-                model, batch["logmel"], opt, step, tc, loss_cfg, features.frame_rate, forward=ddp, bf16=use_bf16
-            )
+            with clock("step"):
+                terms = train_step(
+                    model, batch["logmel"], opt, step, tc, loss_cfg, features.frame_rate, forward=ddp, bf16=use_bf16
+                )
             step, epoch_step = step + 1, i + 1
             sums += torch.tensor(
                 [terms["loss"].item(), terms["recon"].item(), terms["kl"].item(), 1.0], dtype=torch.float64
             )
             if step % tc.checkpoint_every == 0:
                 progress = {"step": step, "epoch": epoch, "epoch_step": epoch_step}
-                _report(progress, model, opt, cfg, step, epoch, history, resumed_at)
+                with clock("checkpoint"):
+                    _report(progress, model, opt, cfg, step, epoch, history, resumed_at)
         epoch, epoch_step = epoch + 1, 0
         n = max(1.0, sums[3].item())
         metrics = {
@@ -174,7 +232,9 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             "recon": sums[1].item() / n,
             "kl": sums[2].item() / n,
         }
-        metrics.update(validate(model, val_shard, loss_cfg, device, tc.batch_size))
+        with clock("validate"):
+            metrics.update(validate(model, val_batches, loss_cfg, device))
+        metrics.update(clock.seconds())
         history.append(metrics)
         if rank0:
             say(
@@ -182,15 +242,17 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                 f"kl {metrics['kl']:.3f} | val {metrics['val_loss']:.3f} active {metrics['active_dims']}/"
                 f"{model.cfg.latent_dim} pca90/95/99 {metrics.get('pca90')}/{metrics.get('pca95')}/{metrics.get('pca99')}"
             )
+        reported = time.perf_counter()
         _report(metrics, model, opt, cfg, step, epoch, history, resumed_at)
+        last_report = time.perf_counter() - reported  # counted in the next epoch's figures
 
 
 @torch.no_grad()
-def validate_vocoder(vocoder: Vocoder, vae: AudioVAE, logmel, shard, device, batch_size: int) -> dict[str, float]:
+def validate_vocoder(vocoder: Vocoder, vae: AudioVAE, logmel, batches, device) -> dict[str, float]:
     """Log-mel L1 and multi-resolution STFT loss of whole validation windows, through the codec."""
     vocoder.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # mel, stft, batches
-    for batch in shard.iter_torch_batches(batch_size=batch_size, device=device):
+    for batch in batches:
         wave = batch["wave"]
         pred = vocoder(*codec_logmel(vae, logmel(wave)))
         terms = vocoder_terms(pred.float(), wave[..., : pred.shape[-1]], logmel)
@@ -238,15 +300,15 @@ def vocoder_loop_per_worker(cfg: dict[str, Any]) -> None:
         resumed_at.append(step)
         if rank0:
             say(f"raydist: resumed the vocoder at step {step} (epoch {epoch + 1}, batch {epoch_step})")
-    train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+    keep = tc.keep_mb << 20
+    train_batches = ShardBatches(
+        ray.train.get_dataset_shard("train"), tc.batch_size, device, keep, tc.shuffle_buffer, tc.seed
+    )
+    val_batches = ShardBatches(ray.train.get_dataset_shard("val"), tc.batch_size, device, keep)
     use_bf16 = device.type == "cuda"
     while epoch < tc.epochs:
         sums = torch.zeros(4, dtype=torch.float64)  # loss, mel, stft, batches
-        for i, batch in enumerate(
-            train_shard.iter_torch_batches(
-                batch_size=tc.batch_size, local_shuffle_buffer_size=tc.shuffle_buffer, device=device
-            )
-        ):
+        for i, batch in enumerate(train_batches.epoch(epoch)):
             if i < epoch_step:
                 continue
             terms = vocoder_step(
@@ -263,7 +325,7 @@ def vocoder_loop_per_worker(cfg: dict[str, Any]) -> None:
         n = max(1.0, sums[3].item())
         metrics = {"step": step, "epoch": epoch, "epoch_step": 0, "loss": sums[0].item() / n}
         metrics.update(mel=sums[1].item() / n, stft=sums[2].item() / n)
-        metrics.update(validate_vocoder(vocoder, vae, logmel, val_shard, device, tc.batch_size))
+        metrics.update(validate_vocoder(vocoder, vae, logmel, val_batches, device))
         history.append(metrics)
         if rank0:
             say(
@@ -271,6 +333,38 @@ def vocoder_loop_per_worker(cfg: dict[str, Any]) -> None:
                 f"stft {metrics['stft']:.3f} | val mel {metrics['val_mel']:.3f} stft {metrics['val_stft']:.3f}"
             )
         _report(metrics, vae, opt, cfg, step, epoch, history, resumed_at, vocoder, _disc_state(disc, disc_opt))
+
+
+class Clock:
+    """Wall seconds per part of an epoch (data, step, validate, checkpoint): the epoch's metrics
+    say where training time goes (bench/bench_train.py reads them)."""
+
+    def __init__(self, parts: dict[str, float] | None = None) -> None:
+        self.parts = dict(parts or {})
+
+    @contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[part] = self.parts.get(part, 0.0) + time.perf_counter() - start
+
+    def wrap(self, items, part: str):
+        """The items of an iterator, the time spent waiting for each counted as `part`."""
+        it = iter(items)
+        while True:
+            with self(part):
+                item = next(it, _END)
+            if item is _END:
+                return
+            yield item
+
+    def seconds(self) -> dict[str, float]:
+        return {f"time_{k}_s": round(v, 3) for k, v in self.parts.items()}
+
+
+_END = object()
 
 
 def _disc_state(disc, disc_opt) -> dict[str, Any] | None:
