@@ -178,7 +178,20 @@ def test_a_signal_stops_training_and_names_the_checkpoint_resume_uses(ray_sessio
     corpus = write_corpus(str(tmp_path / "corpus"), n_clips=40, seed=3)
     out = str(tmp_path / "run")
     address = ray_session.get_runtime_context().gcs_address
-    proc = cli("train", corpus, "--out", out, "--epochs", "200", "--batch-size", "8", "--address", address)
+    proc = cli(
+        "train",
+        corpus,
+        "--out",
+        out,
+        "--epochs",
+        "200",
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "10",
+        "--address",
+        address,
+    )
     deadline = time.time() + 300
     run_dir = os.path.join(out, "run")  # Ray Train's checkpoints
     while not (os.path.isdir(run_dir) and any(d.startswith("checkpoint_") for d in os.listdir(run_dir))):
