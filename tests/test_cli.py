@@ -170,7 +170,7 @@ def test_failures_are_one_line_with_the_right_exit_code(tmp_path, checkpoint):
 
 
 def test_the_summary_table_says_what_was_kept_skipped_and_written():
-    from raydist.pipeline.runner import RunSummary
+    from raydist.pipeline.summary import RunSummary
 
     s = RunSummary("o", inputs=7, ok=5, failed=2, already_done=3, audio_s=7200, wall_s=4.0)
     s.skipped_extensions, s.written_bytes = {".txt": 2}, {"frames": 2_500_000, "clips": 10_000}
