@@ -63,7 +63,7 @@ def run_demo(out: str, clips: int = 200, epochs: int = 15, workers: int = 2) -> 
     emb_dir = os.path.join(out, "embeddings")
     summary = embed([manifest], emb_dir, result.model_uri)
     print(f"raydist demo: {summary.line()}")
-    print(f"raydist demo: Parquet tables under {emb_dir}/{{frames,clips,segments,errors}}; a sample query:")
+    print(f"raydist demo: Parquet tables under {emb_dir}/{{frames,clips,events,segments,errors}}; a sample query:")
     print(f"  {SAMPLE_QUERY.format(path=os.path.join(emb_dir, 'clips'))}")
     print(_sample_query(os.path.join(emb_dir, "clips")))
     codes_dir, decoded_dir = os.path.join(out, "compressed"), os.path.join(out, "decoded")
