@@ -36,7 +36,8 @@ def _encoder(model: str):
 
 
 def process(todo: pa.Table, model: str, out: str, part: int) -> tuple[int, float]:
-    """decode -> encode -> tables -> Parquet for one batch; (clips, audio seconds)."""
+    """decode -> encode -> tables -> Parquet for one batch (files named by `part`, the batch's
+    first row); (clips, audio seconds)."""
     from raydist.model.checkpoint import load_model  # noqa: F401  (imported by EncodeBatch anyway)
     from raydist.pipeline.decode import decode_batch
     from raydist.pipeline.embed import split_tables
@@ -58,14 +59,14 @@ def _mp_task(args) -> tuple[int, float]:
 def run_mp(todo: pa.Table, model: str, out: str, procs: int, batch: int) -> tuple[int, float]:
     import multiprocessing as mp
 
-    jobs = [(todo.slice(i, batch), model, out, i // batch) for i in range(0, todo.num_rows, batch)]
+    jobs = [(todo.slice(i, batch), model, out, i) for i in range(0, todo.num_rows, batch)]
     with mp.get_context("spawn").Pool(procs) as pool:
         done = pool.map(_mp_task, jobs, chunksize=1)
     return sum(n for n, _ in done), sum(a for _, a in done)
 
 
-def _ds_batch(batch: dict, indices: list[int], model: str, out: str, batch_size: int) -> dict:
-    n, audio = process(pa.Table.from_pydict(batch), model, out, indices[0] // batch_size)
+def _ds_batch(batch: dict, indices: list[int], model: str, out: str) -> dict:
+    n, audio = process(pa.Table.from_pydict(batch), model, out, indices[0])  # files named by first row
     return {"clips": [n], "audio_s": [audio]}
 
 
@@ -81,7 +82,7 @@ def run_datasets(todo: pa.Table, model: str, out: str, procs: int, batch: int) -
         with_indices=True,
         num_proc=procs,
         remove_columns=ds.column_names,
-        fn_kwargs={"model": model, "out": out, "batch_size": batch},
+        fn_kwargs={"model": model, "out": out},
         load_from_cache_file=False,
     )
     done.to_parquet(os.path.join(out, "summary.parquet"))  # what map returns, written like the tables
