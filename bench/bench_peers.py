@@ -18,6 +18,7 @@ steady-state rate (the slope). Prints one table and the ratios the targets are s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -67,7 +68,13 @@ def main() -> None:
     ap.add_argument("--clips", type=int, nargs=2, default=[1000, 4000])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--sides", nargs="+", default=["raydist", "mp", "datasets"])
+    ap.add_argument(
+        "--sides",
+        nargs="+",
+        default=["raydist", "mp", "datasets"],
+        help="raydist, mp, datasets; raydist-attached: raydist embed --address of a local Ray started "
+        "once beforehand (ray start --head with every core), which takes Ray's start and stop out",
+    )
     ap.add_argument("--json", default="bench-peers.json")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-peers-")
@@ -78,16 +85,33 @@ def main() -> None:
         corpora[n] = os.path.join(tmp, f"corpus{n}")
         make_corpus(corpora[n], n, args.seconds, 16000)
     walls: dict[str, dict[int, list[float]]] = {s: {small: [], large: []} for s in args.sides}
+    with contextlib.ExitStack() as stack:
+        address = None
+        if "raydist-attached" in args.sides:
+            sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+            from kit import local_cluster
+
+            address = stack.enter_context(local_cluster(worker_nodes=0, head_cpus=os.cpu_count() or 2))["gcs"]
+        run_all(args, walls, corpora, model, tmp, address)
+    report_and_save(args, walls, tmp)
+
+
+def run_all(args, walls, corpora, model, tmp, address) -> None:
+    small, large = args.clips
     for rep in range(args.repeats):
         for n in (small, large):
             for side in args.sides:
                 out = os.path.join(tmp, f"out-{side}-{n}-{rep}")
-                walls[side][n].append(timed(command(side, corpora[n], model, out)))
+                walls[side][n].append(timed(command(side, corpora[n], model, out, address)))
                 if rep == 0:  # the same work: the same rows in the same tables
                     rows = rows_written(out)
                     assert rows["clips"] == n, (side, rows)
                     walls[side].setdefault("rows", {})[n] = rows
                 shutil.rmtree(out)
+
+
+def report_and_save(args, walls, tmp) -> None:
+    small, large = args.clips
     audio = {n: n * args.seconds for n in (small, large)}
     report = {"clips": args.clips, "seconds_per_clip": args.seconds, "cores": os.cpu_count(), "sides": {}}
     print(
@@ -108,15 +132,16 @@ def main() -> None:
             "startup_s": startup,
         }
         print(
-            f"{side:10s} {med[small]:11.1f}s {med[large]:11.1f}s {audio[large] / med[large]:10.0f} "
+            f"{side:17s} {med[small]:11.1f}s {med[large]:11.1f}s {audio[large] / med[large]:10.0f} "
             f"{steady:13.0f} {startup:8.1f}s"
         )
     r = report["sides"]
-    for peer in [s for s in ("mp", "datasets") if s in r and "raydist" in r]:
-        end = r["raydist"]["end_to_end_audio_s_per_s"] / r[peer]["end_to_end_audio_s_per_s"]
-        steady = r["raydist"]["steady_audio_s_per_s"] / r[peer]["steady_audio_s_per_s"]
-        report[f"ratio_vs_{peer}"] = {"end_to_end": end, "steady": steady}
-        print(f"raydist / {peer}: whole command at {large} clips {end:.2f}x, steady state {steady:.2f}x")
+    for ours in [s for s in ("raydist", "raydist-attached") if s in r]:
+        for peer in [s for s in ("mp", "datasets") if s in r]:
+            end = r[ours]["end_to_end_audio_s_per_s"] / r[peer]["end_to_end_audio_s_per_s"]
+            steady = r[ours]["steady_audio_s_per_s"] / r[peer]["steady_audio_s_per_s"]
+            report[f"ratio_{ours}_vs_{peer}"] = {"end_to_end": end, "steady": steady}
+            print(f"{ours} / {peer}: whole command at {large} clips {end:.2f}x, steady state {steady:.2f}x")
     with open(args.json, "w") as f:
         json.dump(report, f, indent=2)
     print(f"wrote {args.json}")

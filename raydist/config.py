@@ -190,7 +190,7 @@ class TrainConfig(Config):
     window_s: float = 2.0  # training window length; shorter clips are padded with silence
     window_hop_s: float = 1.0  # hop between windows cut from one clip
     val_fraction: float = 0.1  # share of clips (by id hash) held out for validation
-    checkpoint_every: int = 100  # steps between mid-epoch checkpoints (and one each epoch)
+    checkpoint_every: int = 100  # steps between checkpoints (and one after the last epoch)
     max_failures: int = 2  # worker-group restarts Ray Train attempts from the last checkpoint
     shuffle_buffer: int = 256  # local shuffle buffer, in windows (first epoch; later ones permute kept windows)
     keep_mb: int = 1024  # a worker keeps its windows in memory after the first epoch if they fit (0: stream each epoch)

@@ -102,9 +102,10 @@ def quick_checkpoint(
 
 
 @contextmanager
-def local_cluster(worker_nodes: int = 2, timeout_s: float = 120) -> Iterator[dict]:
-    """A real multi-node Ray cluster on this machine: `ray start --head` (no CPUs, job server on)
-    plus `worker_nodes` x `ray start --address` with 1 CPU each, all under a private temp dir.
+def local_cluster(worker_nodes: int = 2, timeout_s: float = 120, head_cpus: int = 0) -> Iterator[dict]:
+    """A real multi-node Ray cluster on this machine: `ray start --head` (`head_cpus` CPUs, job
+    server on) plus `worker_nodes` x `ray start --address` with 1 CPU each, all under a private
+    temp dir.
     Yields {"gcs": address, "dashboard": job server URL}. Teardown kills only the processes whose
     command line names that temp dir (`ray stop` would kill every Ray on the machine)."""
     import shutil
@@ -128,7 +129,7 @@ def local_cluster(worker_nodes: int = 2, timeout_s: float = 120) -> Iterator[dic
                 "--head",
                 f"--port={port}",
                 f"--temp-dir={tmp}",
-                "--num-cpus=0",
+                f"--num-cpus={head_cpus}",
                 "--include-dashboard=true",
                 "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={dashboard}",

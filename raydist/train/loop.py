@@ -245,7 +245,9 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                 f"{model.cfg.latent_dim} pca90/95/99 {metrics.get('pca90')}/{metrics.get('pca95')}/{metrics.get('pca99')}"
             )
         reported = time.perf_counter()
-        _report(metrics, model, opt, cfg, step, epoch, history, resumed_at, checkpoint=_at_epoch_end(tc, step, epoch))
+        # a checkpoint every checkpoint_every steps (above) and after the last epoch: a short epoch
+        # does not pay for one, and resuming works from a mid-epoch checkpoint
+        _report(metrics, model, opt, cfg, step, epoch, history, resumed_at, checkpoint=epoch == tc.epochs)
         last_report = time.perf_counter() - reported  # counted in the next epoch's figures
 
 
@@ -334,8 +336,8 @@ def vocoder_loop_per_worker(cfg: dict[str, Any]) -> None:
                 f"raydist: vocoder epoch {epoch}/{tc.epochs} step {step} mel {metrics['mel']:.3f} "
                 f"stft {metrics['stft']:.3f} | val mel {metrics['val_mel']:.3f} stft {metrics['val_stft']:.3f}"
             )
-        keep = _at_epoch_end(tc, step, epoch)
-        _report(metrics, vae, opt, cfg, step, epoch, history, resumed_at, vocoder, _disc_state(disc, disc_opt), keep)
+        last = epoch == tc.epochs  # checkpoints as in the VAE loop
+        _report(metrics, vae, opt, cfg, step, epoch, history, resumed_at, vocoder, _disc_state(disc, disc_opt), last)
 
 
 class Clock:
@@ -368,13 +370,6 @@ class Clock:
 
 
 _END = object()
-
-
-def _at_epoch_end(tc: TrainConfig, step: int, epoch: int) -> bool:
-    """Whether the report at the end of an epoch carries a checkpoint: only after the last one.
-    Checkpoints come every `checkpoint_every` steps inside epochs, so a short epoch does not pay
-    for one (resume works from a mid-epoch checkpoint)."""
-    return epoch == tc.epochs
 
 
 def _disc_state(disc, disc_opt) -> dict[str, Any] | None:
