@@ -34,9 +34,9 @@ sys.path.insert(0, HERE)
 from bench_embed import make_corpus, make_model  # noqa: E402
 
 
-def command(side: str, corpus: str, model: str, out: str) -> list[str]:
-    if side == "raydist":
-        return [
+def command(side: str, corpus: str, model: str, out: str, address: str | None) -> list[str]:
+    if side.startswith("raydist"):
+        cmd = [
             os.path.join(os.path.dirname(sys.executable), "raydist"),
             "embed",
             corpus,
@@ -45,6 +45,7 @@ def command(side: str, corpus: str, model: str, out: str) -> list[str]:
             "--out",
             out,
         ]
+        return cmd + (["--address", address] if side == "raydist-attached" else [])
     return [sys.executable, os.path.join(HERE, "peers.py"), side, corpus, model, out]
 
 
