@@ -36,7 +36,10 @@ def test_train_checkpoint_and_resume(ray_session, tmp_path):
     saved = json.load(open(os.path.join(out, "metrics.json")))
     assert saved["config"]["train"]["epochs"] == 4
     # checkpoints every checkpoint_every steps and after the last epoch, not after each epoch
-    assert len([d for d in os.listdir(os.path.join(out, "run")) if d.startswith("checkpoint_")]) == 1
+    run_dir = os.path.join(out, "run")
+    assert (
+        len([d for d in os.listdir(run_dir) if d.startswith("checkpoint_2") and os.path.isdir(f"{run_dir}/{d}")]) == 1
+    )
     parts = [e for e in first.history[1:] if e.get("time_step_s", 0) > 0]  # where each epoch's time went
     assert len(parts) == 4 and all(e["time_validate_s"] > 0 and "time_data_s" in e for e in parts)
 
