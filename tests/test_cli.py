@@ -130,12 +130,15 @@ def _raydist(*args: str, tmp_path) -> subprocess.CompletedProcess:
 
 
 def test_failures_are_one_line_with_the_right_exit_code(tmp_path, checkpoint):
+    import numpy as np
+    import soundfile as sf
     from kit import free_port
 
     from raydist.cluster.session import init_ray  # noqa: F401  (the same imports as the commands)
 
     audio = tmp_path / "audio"
     audio.mkdir()
+    sf.write(str(audio / "a.wav"), np.zeros(16000, np.float32), 16000)
     empty = tmp_path / "empty-store"
     empty.mkdir()
     cases = [  # (arguments, exit code, what the message says)
@@ -152,6 +155,8 @@ def test_failures_are_one_line_with_the_right_exit_code(tmp_path, checkpoint):
         ),
         (["jobs", "status", "x", "--address", f"http://127.0.0.1:{free_port()}"], 1, "no Ray job server answers at"),
         (["jobs", "stop", "x", "--address", f"http://127.0.0.1:{free_port()}"], 1, "no Ray job server answers at"),
+        (["jobs", "logs", "x", "--address", f"http://127.0.0.1:{free_port()}"], 1, "no Ray job server answers at"),
+        (["evaluate-codec", str(audio), str(audio), "--compressed", str(empty)], 1, "holds no compressed clips"),
         (["runs", str(empty)], 2, "holds no raydist run"),
         # options checked before Ray starts
         (["decompress", str(empty), "--model", checkpoint, "--out", "d", "--format", "mp3"], 2, "--format must be"),
@@ -167,6 +172,15 @@ def test_failures_are_one_line_with_the_right_exit_code(tmp_path, checkpoint):
         assert message in text and "Traceback" not in text, (args, text)
         assert [ln for ln in text.splitlines() if ln.strip()][-1].startswith("error: "), (args, text)
         assert code == 1 or "raydist: running on" not in text, (args, text)  # bad usage: before Ray starts
+
+
+def test_a_wait_that_times_out_says_the_job_goes_on(monkeypatch):
+    from raydist.cluster import submit as sub
+
+    monkeypatch.setattr(sub, "status", lambda address, job_id: "RUNNING")
+    with pytest.raises(sub.SubmitError, match="still running after 0 s; it goes on: `raydist jobs status j1`") as e:
+        sub.wait("http://127.0.0.1:1", "j1", timeout_s=0.2, poll_s=0.05)
+    assert e.value.exit_code == 1  # a failure at run time, not bad usage
 
 
 def test_the_summary_table_says_what_was_kept_skipped_and_written():
