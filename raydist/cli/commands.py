@@ -43,7 +43,10 @@ def train(
     use_gpu: str = typer.Option(TrainConfig.use_gpu, help="auto | yes | no."),
     cpus_per_worker: float = typer.Option(TrainConfig.cpus_per_worker, help="CPUs each worker reserves."),
     gpus_per_worker: float = typer.Option(TrainConfig.gpus_per_worker, help="GPUs each worker reserves (with GPUs)."),
-    checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, help="Steps between checkpoints (and one at the end): at most this many steps are lost to a crash."),
+    checkpoint_every: int = typer.Option(
+        TrainConfig.checkpoint_every,
+        help="Steps between checkpoints (and one at the end): at most this many steps are lost to a crash.",
+    ),
     max_failures: int = typer.Option(TrainConfig.max_failures, help="Worker-group restarts allowed."),
     keep_mb: int = typer.Option(
         TrainConfig.keep_mb,
