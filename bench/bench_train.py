@@ -7,11 +7,11 @@ Both sides train the default VAE on the same windows (the built-in corpus cut by
 `make_windows`), with the same step (`raydist.train.step`), optimiser, clipping and global batch
 (workers x batch_size). The plain loop is `raydist.train.local.train_local` in a fresh process with
 all local torch threads, which is what a user would write instead; `raydist train` runs its
-defaults (2 workers on a local Ray, validation and a checkpoint each epoch). Each side runs at two
-epoch counts: the slope between them is the steady-state rate (windows/s), the intercept the
-fixed start-up. Prints one table of wall times, rates and ratios, and where raydist's epochs spend
-their time (data iteration, training steps with their allreduce, validation, checkpoints, reports:
-the per-epoch `time_*_s` figures of metrics.json).
+defaults (2 workers on a local Ray, validation each epoch, a checkpoint every 100 steps and at the
+end). Each side runs at two epoch counts: the slope between them is the steady-state rate
+(windows/s), the intercept the fixed start-up. Prints one table of wall times, rates and ratios,
+and where raydist's epochs spend their time (data iteration, training steps with their allreduce,
+validation, checkpoints, reports: the per-epoch `time_*_s` figures of metrics.json).
 """
 
 from __future__ import annotations
