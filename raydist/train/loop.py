@@ -80,7 +80,10 @@ class ShardBatches:
         ):
             if kept is not None:
                 size += sum(t.numel() * t.element_size() for t in batch.values())
-                kept = kept + [batch] if size <= self.keep_bytes else None
+                if size <= self.keep_bytes:
+                    kept.append(batch)
+                else:
+                    kept = None  # too large: stream every epoch (and free what was kept)
             yield batch
         # every rank keeps its windows or none does: a shard that one rank stops reading would hold
         # the others' next pass (Ray Data's split starts an epoch on all its consumers together)
