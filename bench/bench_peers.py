@@ -86,6 +86,7 @@ def main() -> None:
         corpora[n] = os.path.join(tmp, f"corpus{n}")
         make_corpus(corpora[n], n, args.seconds, 16000)
     walls: dict[str, dict[int, list[float]]] = {s: {small: [], large: []} for s in args.sides}
+    rows: dict[int, dict[str, dict[str, int]]] = {small: {}, large: {}}  # size -> side -> rows per table
     with contextlib.ExitStack() as stack:
         address = None
         if "raydist-attached" in args.sides:
@@ -93,25 +94,25 @@ def main() -> None:
             from kit import local_cluster
 
             address = stack.enter_context(local_cluster(worker_nodes=0, head_cpus=os.cpu_count() or 2))["gcs"]
-        run_all(args, walls, corpora, model, tmp, address)
-    report_and_save(args, walls, tmp)
+        run_all(args, walls, rows, corpora, model, tmp, address)
+    report_and_save(args, walls, rows)
+    shutil.rmtree(tmp)
 
 
-def run_all(args, walls, corpora, model, tmp, address) -> None:
+def run_all(args, walls, rows, corpora, model, tmp, address) -> None:
     small, large = args.clips
     for rep in range(args.repeats):
         for n in (small, large):
             for side in args.sides:
                 out = os.path.join(tmp, f"out-{side}-{n}-{rep}")
                 walls[side][n].append(timed(command(side, corpora[n], model, out, address)))
-                if rep == 0:  # the same work: the same rows in the same tables
-                    rows = rows_written(out)
-                    assert rows["clips"] == n, (side, rows)
-                    walls[side].setdefault("rows", {})[n] = rows
+                if rep == 0:  # the same work: the same rows in the same tables on every side
+                    rows[n][side] = rows_written(out)
+                    assert rows[n][side]["clips"] == n and rows[n][side] == rows[n][args.sides[0]], rows[n]
                 shutil.rmtree(out)
 
 
-def report_and_save(args, walls, tmp) -> None:
+def report_and_save(args, walls, rows) -> None:
     small, large = args.clips
     audio = {n: n * args.seconds for n in (small, large)}
     report = {"clips": args.clips, "seconds_per_clip": args.seconds, "cores": os.cpu_count(), "sides": {}}
@@ -119,7 +120,7 @@ def report_and_save(args, walls, tmp) -> None:
         f"{small} and {large} clips x {args.seconds:.0f} s at 16 kHz, {os.cpu_count()} cores, median of {args.repeats}"
     )
     print(
-        f"{'side':10s} {f'{small} clips':>12s} {f'{large} clips':>12s} {'audio-s/s':>10s} {'steady a-s/s':>13s} {'start-up':>9s}"
+        f"{'side':17s} {f'{small} clips':>12s} {f'{large} clips':>12s} {'audio-s/s':>10s} {'steady a-s/s':>13s} {'start-up':>9s}"
     )
     for side in args.sides:
         med = {n: statistics.median(walls[side][n]) for n in (small, large)}
@@ -127,7 +128,7 @@ def report_and_save(args, walls, tmp) -> None:
         startup = med[small] - audio[small] / steady
         report["sides"][side] = {
             "walls_s": {n: walls[side][n] for n in (small, large)},
-            "rows": walls[side]["rows"],
+            "rows": {n: rows[n][side] for n in (small, large)},
             "end_to_end_audio_s_per_s": audio[large] / med[large],
             "steady_audio_s_per_s": steady,
             "startup_s": startup,
@@ -146,7 +147,6 @@ def report_and_save(args, walls, tmp) -> None:
     with open(args.json, "w") as f:
         json.dump(report, f, indent=2)
     print(f"wrote {args.json}")
-    shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":

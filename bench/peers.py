@@ -38,7 +38,6 @@ def _encoder(model: str):
 def process(todo: pa.Table, model: str, out: str, part: int) -> tuple[int, float]:
     """decode -> encode -> tables -> Parquet for one batch (files named by `part`, the batch's
     first row); (clips, audio seconds)."""
-    from raydist.model.checkpoint import load_model  # noqa: F401  (imported by EncodeBatch anyway)
     from raydist.pipeline.decode import decode_batch
     from raydist.pipeline.embed import split_tables
 
