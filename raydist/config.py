@@ -179,12 +179,12 @@ class LossConfig(Config):
 class TrainConfig(Config):
     """Ray Train settings. Saved in the run's train_config.json."""
 
-    workers: int = 2  # Ray Train workers (DDP ranks)
+    workers: int = 0  # Ray Train workers (DDP ranks); 0: one per GPU, or on CPUs one per node
     use_gpu: str = "auto"  # auto | yes | no: auto uses GPUs when the cluster has them
-    cpus_per_worker: float = 1.0  # CPUs each training worker reserves
+    cpus_per_worker: float = 0.0  # CPUs (torch threads) per worker; 0: a node's for workers=0, else 1
     gpus_per_worker: float = 1.0  # GPUs each training worker reserves when GPUs are used
     epochs: int = 20  # passes over the training windows
-    batch_size: int = 32  # windows per worker per step
+    batch_size: int = 64  # windows per worker per step
     lr: float = 1e-3  # Adam learning rate
     grad_clip: float = 5.0  # max gradient norm
     window_s: float = 2.0  # training window length; shorter clips are padded with silence
@@ -202,12 +202,12 @@ class TrainConfig(Config):
             raise ValueError(f"placement must be PACK or SPREAD, got {self.placement!r}")
         if self.use_gpu not in ("auto", "yes", "no"):
             raise ValueError(f"use_gpu must be auto, yes or no, got {self.use_gpu!r}")
-        if self.workers < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"workers, epochs and batch_size must be >= 1: {self}")
+        if self.workers < 0 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"workers must be >= 0, epochs and batch_size >= 1: {self}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if min(self.lr, self.grad_clip, self.cpus_per_worker, self.window_s, self.window_hop_s) <= 0:
-            raise ValueError(f"lr, grad_clip, cpus_per_worker, window_s and window_hop_s must be > 0: {self}")
+        if min(self.lr, self.grad_clip, self.window_s, self.window_hop_s) <= 0 or self.cpus_per_worker < 0:
+            raise ValueError(f"lr, grad_clip, window_s and window_hop_s must be > 0, cpus_per_worker >= 0: {self}")
         if (
             self.checkpoint_every < 1
             or self.max_failures < -1

@@ -19,9 +19,10 @@ import threading
 import time
 from typing import TextIO
 
-# a line Ray forwards: "(RayTrainWorker pid=12) ...", "(raylet) ...", "(gcs_server, ip=10.0.0.2) ..."
+# a line Ray forwards: "(RayTrainWorker pid=12) ...", "(raylet) ...", "(gcs_server, ip=10.0.0.2) ...",
+# possibly after a progress bar's cursor-up and colour codes
 RAY_PREFIX = re.compile(
-    r"^(?:\x1b\[[0-9;]*m)*\((?P<who>[^\n]*?pid=\d+(?:, ip=[\w.:]+)?|autoscaler[^)]*|[A-Za-z_][\w.\-]*(?:, ip=[\w.:]+)?)\)"
+    r"^(?:\x1b\[[0-9;]*[A-Za-z])*\((?P<who>[^\n]*?pid=\d+(?:, ip=[\w.:]+)?|autoscaler[^)]*|[A-Za-z_][\w.\-]*(?:, ip=[\w.:]+)?)\)"
     r"(?:\x1b\[[0-9;]*m)*\s"
 )
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -112,11 +113,13 @@ def _pump(r: int, out: TextIO, log: TextIO, verbose: bool) -> None:
 
 def keep(line: str, in_traceback: bool = False) -> tuple[str | None, bool]:
     """(the line as shown, or None to hide it; whether a traceback continues after it)."""
+    plain = ANSI.sub("", line)
+    if not plain.strip():  # blank, or only cursor moves and clearing (a library's progress bar)
+        return None, in_traceback
     m = RAY_PREFIX.match(line)
     if m:  # forwarded by Ray from a worker: only our own lines
         rest = line[m.end() :]
         return (rest if ANSI.sub("", rest).startswith("raydist") else None), False
-    plain = ANSI.sub("", line)
     if plain.startswith("Traceback (most recent call last)") or plain.startswith("╭"):
         return None, True
     if in_traceback:  # indented frames, chained-exception headers, blank lines; the exception line ends it

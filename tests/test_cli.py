@@ -208,6 +208,11 @@ def test_the_console_shows_raydist_lines_and_hides_ray_s():
     assert keep("(raylet) [2026-11-26 07:01:09,123 W 1 2] worker_pool.cc:500: Some workers\n")[0] is None
     assert keep("\x1b[36m(gcs_server, ip=10.0.0.2)\x1b[0m chatter\n")[0] is None
     assert keep("(autoscaler +2s) Tip: use `ray status`\n")[0] is None
+    # a progress bar of Ray Data's split coordinator: clearing, cursor-up, then a forwarded line
+    assert keep("\x1b[A\x1b[36m(PlacementGroupCleaner pid=7)\x1b[0m Failed to query\n")[0] is None
+    assert keep("                                                   \n")[0] is None
+    assert keep("\x1b[A\n")[0] is None
+    assert keep("\n")[0] is None
     assert keep("2026-11-26 06:26:19,729\tWARNING stats.py:1171 -- Error occurred\n")[0] is None
     assert keep("[2026-11-26 06:26:42,377 E 20243 20495] core_worker.cc:2465: Actor ...\n")[0] is None
     assert keep("/x/actor_pool_map_operator.py:551: UserWarning: The minimum number of concurrent actors\n")[0] is None

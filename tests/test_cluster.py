@@ -82,9 +82,7 @@ def test_multi_node_train_resume_and_embed_on_s3(s3, tmp_path):
         return [
             "s3://raydist-test/mn/corpus/manifest.csv",
             "--out",
-            run_out,
-            "--workers",
-            "2",
+            run_out,  # --workers left at 0: one worker per node that has CPUs (the head has none)
             "--epochs",
             str(epochs),
             "--placement",

@@ -134,3 +134,32 @@ def test_shard_batches_keep_the_windows_that_fit_and_permute_them_each_epoch():
     for e in range(3):
         assert sorted(torch.cat([b["logmel"] for b in too_big.epoch(e)])[:, 0].tolist()) == list(range(50))
     assert streamed.passes == 3 and too_big.kept is None  # a shard over the limit streams every epoch
+
+
+def test_workers_default_to_one_per_node_with_all_its_cpus_or_one_per_gpu(monkeypatch):
+    from raydist.train import trainer
+    from raydist.train.trainer import scaling
+
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 4.0}},
+        {"Alive": True, "Resources": {"CPU": 2.0, "memory": 1e9}},
+        {"Alive": True, "Resources": {"memory": 1e9}},  # a head with no CPUs
+        {"Alive": False, "Resources": {"CPU": 8.0}},  # a lost node
+    ]
+    monkeypatch.setattr(trainer.ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(trainer.ray, "cluster_resources", lambda: {"CPU": 6.0, "GPU": 4.0})
+
+    def pick(use_gpu: bool = False, **kw) -> tuple[int, float]:
+        c = scaling(TrainConfig(**kw), use_gpu)
+        return c.workers, c.cpus_per_worker
+
+    assert pick() == (2, 2.0)  # one per live node with CPUs, each the smallest node's CPUs
+    assert pick(cpus_per_worker=1) == (2, 1.0)
+    assert pick(workers=3) == (3, 1.0)  # an explicit count keeps 1 CPU each, as before
+    assert pick(workers=3, cpus_per_worker=0.5) == (3, 0.5)
+    assert pick(True) == (4, 1.0)  # one per GPU
+    assert pick(True, gpus_per_worker=0.5) == (8, 1.0)
+    assert pick(True, workers=2, cpus_per_worker=4) == (2, 4.0)
+    nodes[:2] = []
+    with pytest.raises(TrainError, match="no node of the cluster has a whole CPU"):
+        pick()

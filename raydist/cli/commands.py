@@ -33,7 +33,11 @@ def train(
     inputs: Inputs,
     out: str = typer.Option(..., "--out", help="Directory or s3:// URI for checkpoints and out/model.pt."),
     resume: bool = typer.Option(False, help="Continue the run already in --out from its latest checkpoint."),
-    workers: int = typer.Option(TrainConfig.workers, help="Ray Train workers (DDP ranks)."),
+    workers: int = typer.Option(
+        TrainConfig.workers,
+        help="Ray Train workers (DDP ranks). 0: one per GPU when GPUs are used; on CPUs one per node, "
+        "each with all of the smallest node's CPUs as torch threads (nodes counted when training starts).",
+    ),
     epochs: Optional[int] = typer.Option(
         None,
         help=f"Passes over the training windows (default {TrainConfig.epochs}; {VOCODER_EPOCHS} for --stage vocoder).",
@@ -41,7 +45,10 @@ def train(
     batch_size: int = typer.Option(TrainConfig.batch_size, help="Windows per worker per step."),
     lr: float = typer.Option(TrainConfig.lr, help="Adam learning rate."),
     use_gpu: str = typer.Option(TrainConfig.use_gpu, help="auto | yes | no."),
-    cpus_per_worker: float = typer.Option(TrainConfig.cpus_per_worker, help="CPUs each worker reserves."),
+    cpus_per_worker: float = typer.Option(
+        TrainConfig.cpus_per_worker,
+        help="CPUs each worker reserves (its torch threads). 0: a whole node for --workers 0 on CPUs, else 1.",
+    ),
     gpus_per_worker: float = typer.Option(TrainConfig.gpus_per_worker, help="GPUs each worker reserves (with GPUs)."),
     checkpoint_every: int = typer.Option(
         TrainConfig.checkpoint_every,
@@ -306,12 +313,12 @@ def demo(
     out: str = typer.Option("demo-out", "--out", help="Directory for the corpus, the model and the outputs."),
     clips: int = typer.Option(200, help="Clips in the built-in synthetic corpus."),
     epochs: int = typer.Option(15, help="Training epochs."),
-    workers: int = typer.Option(2, help="Ray Train workers."),
+    workers: int = typer.Option(0, help="Ray Train workers (0: one per node, with all its CPUs)."),
 ) -> None:
     """Run the whole product on a local Ray and a built-in corpus: no data or cluster needed."""
-    if clips < 20 or epochs < 1 or workers < 1:
+    if clips < 20 or epochs < 1 or workers < 0:
         fail(
-            f"--clips must be >= 20 (a validation split and probe folds need them), --epochs and --workers >= 1; "
+            f"--clips must be >= 20 (a validation split and probe folds need them), --epochs >= 1, --workers >= 0; "
             f"got {clips}, {epochs}, {workers}"
         )
     from raydist.demo.run import run_demo

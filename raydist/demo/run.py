@@ -40,7 +40,7 @@ def _prepare(out: str) -> None:
     open(os.path.join(out, MARKER), "w").close()
 
 
-def run_demo(out: str, clips: int = 200, epochs: int = 15, workers: int = 2) -> dict[str, str]:
+def run_demo(out: str, clips: int = 200, epochs: int = 15, workers: int = 0) -> dict[str, str]:
     from raydist.eval import plots
     from raydist.eval.probe import run_probe
     from raydist.eval.quality import evaluate_pairs

@@ -5,7 +5,7 @@ train`, for small corpora, tests and benchmarks that must not pay for a cluster.
     model_uri = train_local(["corpus/manifest.csv"], "runs/quick", TrainConfig(epochs=5))
 
 One process plays every Ray Train worker: its batch is workers x batch_size windows (the global
-batch of a DDP run), shuffled anew each epoch; validation clips (by id hash) are held out as in
+batch of a DDP run; the default, one worker on a one-node Ray, is batch_size), shuffled anew each epoch; validation clips (by id hash) are held out as in
 `raydist train`.
 """
 
@@ -44,7 +44,7 @@ def batches(x: torch.Tensor, cfg: TrainConfig, steps: int | None = None) -> Iter
     """(step, full passes once this batch is taken, batch) for cfg.epochs passes over x (or
     exactly `steps` steps): batches of cfg.workers x cfg.batch_size windows (a DDP run's global
     batch), shuffled anew each pass."""
-    batch = cfg.workers * cfg.batch_size
+    batch = max(1, cfg.workers) * cfg.batch_size  # workers=0 (one per node) plays one worker
     total = steps if steps is not None else cfg.epochs * math.ceil(len(x) / batch)
     step, epoch = 0, 0
     while step < total:
