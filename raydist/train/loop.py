@@ -184,11 +184,8 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     model = model.to(device)
     n_nodes = _count_nodes()
     if rank0:
-        n = ray.train.get_context().get_world_size()
-        say(
-            f"raydist: {n} worker{'s' * (n > 1)} on {n_nodes} node{'s' * (n_nodes > 1)}, "
-            f"{torch.get_num_threads()} torch threads each"
-        )
+        n, threads = ray.train.get_context().get_world_size(), torch.get_num_threads()
+        say(f"raydist: {n} worker{'s' * (n > 1)} on {n_nodes} node{'s' * (n_nodes > 1)}, {threads} torch threads each")
     opt = make_optimizer(model, tc)
     step, epoch, epoch_step, history, resumed_at = 0, 0, 0, [], []
     if state is not None:
