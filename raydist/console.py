@@ -120,10 +120,10 @@ def keep(line: str, in_traceback: bool = False) -> tuple[str | None, bool]:
     if m:  # forwarded by Ray from a worker: only our own lines
         rest = line[m.end() :]
         return (rest if ANSI.sub("", rest).startswith("raydist") else None), False
-    if plain.startswith("Traceback (most recent call last)") or plain.startswith("╭"):
+    if plain.startswith("Traceback (most recent call last)"):  # (boxed panels are typer's help and usage errors: ours)
         return None, True
     if in_traceback:  # indented frames, chained-exception headers, blank lines; the exception line ends it
-        cont = not plain.strip() or plain[:1].isspace() or plain.startswith(("During", "The above", "│", "╰"))
+        cont = not plain.strip() or plain[:1].isspace() or plain.startswith(("During", "The above"))
         return None, cont
     if plain.strip() and LOG_RECORD.match(plain):
         return None, False

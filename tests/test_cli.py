@@ -36,6 +36,21 @@ def test_console_script_is_installed():
     assert out.returncode == 0 and "embed" in out.stdout
 
 
+def test_the_console_filter_passes_a_command_s_help_and_usage_errors(tmp_path):
+    """The installed command routes its output through the console filter: a command's help and
+    a usage error are typer's boxed panels, and they reach the user (they were once hidden as
+    tracebacks, leaving "Usage: ..." with no options and no reason)."""
+    env = {**os.environ, "RAYDIST_LOG_DIR": str(tmp_path)}
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "raydist.cli", *a], capture_output=True, text=True, env=env)
+
+    shown = run("train", "--help")
+    assert shown.returncode == 0 and "--workers" in shown.stdout and "--batch-size" in shown.stdout, shown.stdout
+    bad = run("train", str(tmp_path))
+    assert bad.returncode == 2 and "Missing option" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
+
+
 def test_train_options_reach_the_config(tmp_path, monkeypatch):
     """Every train option maps onto its TrainConfig field (caught: --placement was once dropped)."""
     import raydist.cluster.session
