@@ -8,11 +8,12 @@ Both sides train the default VAE on the same windows (the built-in corpus cut by
 (workers x batch_size = 64). The plain loop is `raydist.train.local.train_local` in a fresh process
 with all local torch threads, which is what a user would write instead; `raydist train` runs its
 defaults (on a local Ray, one worker per node with all its CPUs, so one worker here; validation
-each epoch, a checkpoint every 100 steps and at the end). Each side runs at two epoch counts (each command --repeats times, alternating; the median
-counts): the slope between them is the steady-state rate (windows/s), the intercept the fixed
-start-up. Prints one table of wall times, rates and ratios,
-and where raydist's epochs spend their time (data iteration, training steps with their allreduce,
-validation, checkpoints, reports: the per-epoch `time_*_s` figures of metrics.json).
+each epoch, a checkpoint every 100 steps and at the end). Each side runs at two epoch counts, each
+command --repeats times, alternating (the median counts): the slope between them is the
+steady-state rate (windows/s), the intercept the fixed start-up. Prints one table of wall times,
+rates and ratios, and where raydist's epochs spend their time (data iteration, training steps
+with their allreduce, validation, checkpoints, reports: the per-epoch `time_*_s` figures of
+metrics.json).
 
 `--scaling EPOCHS` adds 1 against 2 workers on a local multi-node Ray (`scaling()`).
 """
@@ -96,16 +97,13 @@ def main() -> None:
                 else:
                     wall = timed([raydist_bin, "train", manifest, "--out", out, "--epochs", str(epochs)])
                 walls.setdefault(f"{side}/{epochs}", []).append(wall)
-                rows[f"{side}/{epochs}"] = {
-                    "wall_s": statistics.median(walls[f"{side}/{epochs}"]),
-                    "steps": steps_of(out),
-                }
-                rows[f"{side}/{epochs}"]["runs_s"] = walls[f"{side}/{epochs}"]
+                runs = walls[f"{side}/{epochs}"]
+                rows[f"{side}/{epochs}"] = {"wall_s": statistics.median(runs), "steps": steps_of(out), "runs_s": runs}
     with open(os.path.join(root, f"raydist-{args.epochs[0]}", "metrics.json")) as f:
         used = json.load(f)["config"]["train"]  # the workers raydist train chose for this machine
     batch = used["workers"] * used["batch_size"]
     rows["raydist_workers"], rows["raydist_cpus_per_worker"] = used["workers"], used["cpus_per_worker"]
-    assert batch == max(1, TrainConfig().workers) * TrainConfig().batch_size, "the plain loop's batch differs"
+    assert batch == TrainConfig().global_batch, "the plain loop's batch differs"
     lo, hi = args.epochs
     print(
         f"{args.clips} clips, {windows} training windows, global batch {batch} "
@@ -147,19 +145,28 @@ def scaling(raydist_bin: str, manifest: str, root: str, epochs: int) -> dict:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
     from kit import local_cluster
 
-    rates = {}
+    rates, per_worker = {}, 32
     with local_cluster(worker_nodes=2) as cluster:
         for workers in (1, 2):
             out = os.path.join(root, f"scaling-{workers}")
             cmd = [raydist_bin, "train", manifest, "--out", out, "--epochs", str(epochs), "--address", cluster["gcs"]]
-            cmd += ["--workers", str(workers), "--cpus-per-worker", "1", "--batch-size", "32", "--placement", "SPREAD"]
+            cmd += [
+                "--workers",
+                str(workers),
+                "--cpus-per-worker",
+                "1",
+                "--batch-size",
+                str(per_worker),
+                "--placement",
+                "SPREAD",
+            ]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             with open(os.path.join(out, "metrics.json")) as f:
                 history = json.load(f)["history"]
             later = history[2:]
             steps = history[-1]["step"] - history[1]["step"]
             seconds = sum(e["time_data_s"] + e["time_step_s"] for e in later)
-            rates[workers] = steps * workers * 32 / seconds
+            rates[workers] = steps * workers * per_worker / seconds
             nodes = history[-1]["nodes"]
             print(f"scaling: {workers} worker(s) on {nodes} node(s): {rates[workers]:.0f} windows/s")
     eff = rates[2] / (2 * rates[1])

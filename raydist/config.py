@@ -197,6 +197,11 @@ class TrainConfig(Config):
     seed: int = 0  # model initialisation seed
     placement: str = "PACK"  # PACK | SPREAD: SPREAD puts workers on different nodes
 
+    @property
+    def global_batch(self) -> int:
+        """Windows per step over all workers (workers=0, one per node, counts as one: a laptop)."""
+        return max(1, self.workers) * self.batch_size
+
     def __post_init__(self) -> None:
         if self.placement not in ("PACK", "SPREAD"):
             raise ValueError(f"placement must be PACK or SPREAD, got {self.placement!r}")

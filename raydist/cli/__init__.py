@@ -17,6 +17,7 @@ import sys
 import typer
 
 from raydist.cli import cluster, commands, evaluate
+from raydist.cli.options import leave
 
 app = typer.Typer(
     help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
@@ -50,7 +51,7 @@ def main() -> None:
         _exiting()
         if isinstance(e.code, str):
             print(e.code, file=sys.stderr)
-        _leave(e.code if isinstance(e.code, int) else int(e.code is not None))
+        leave(e.code if isinstance(e.code, int) else int(e.code is not None))
     except Exception as e:  # noqa: BLE001 - anything user_errors did not know
         import traceback
 
@@ -61,22 +62,6 @@ def main() -> None:
         say(f"error: internal error, {type(e).__name__}: {e}{where}. Please report it.")
         _exiting()
         raise SystemExit(1) from None
-
-
-def _leave(code: int) -> None:
-    """Stop this command's Ray (a local one ends with it) and exit with `code` without the
-    interpreter's teardown: with torch and Ray loaded it took about 1 s after the work was done,
-    and nothing of ours is left to run (the console's pipes are drained first)."""
-    if "ray" in sys.modules:
-        import ray
-
-        if ray.is_initialized():
-            from raydist.cluster.session import shutdown
-
-            shutdown()
-    from raydist.console import end_now
-
-    end_now(code)
 
 
 def _exiting() -> None:

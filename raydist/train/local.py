@@ -4,9 +4,9 @@ train`, for small corpora, tests and benchmarks that must not pay for a cluster.
     from raydist.train.local import train_local
     model_uri = train_local(["corpus/manifest.csv"], "runs/quick", TrainConfig(epochs=5))
 
-One process plays every Ray Train worker: its batch is workers x batch_size windows (the global
-batch of a DDP run; the default, one worker on a one-node Ray, is batch_size), shuffled anew each epoch; validation clips (by id hash) are held out as in
-`raydist train`.
+One process plays every Ray Train worker: its batch is `TrainConfig.global_batch` windows (workers
+x batch_size, the global batch of a DDP run; one worker for the default workers=0), shuffled anew
+each epoch; validation clips (by id hash) are held out as in `raydist train`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def batches(x: torch.Tensor, cfg: TrainConfig, steps: int | None = None) -> Iter
     """(step, full passes once this batch is taken, batch) for cfg.epochs passes over x (or
     exactly `steps` steps): batches of cfg.workers x cfg.batch_size windows (a DDP run's global
     batch), shuffled anew each pass."""
-    batch = max(1, cfg.workers) * cfg.batch_size  # workers=0 (one per node) plays one worker
+    batch = cfg.global_batch
     total = steps if steps is not None else cfg.epochs * math.ceil(len(x) / batch)
     step, epoch = 0, 0
     while step < total:

@@ -134,19 +134,19 @@ def train(
             f"need clips for both training and validation; got {train_table.num_rows} and {val_table.num_rows}"
         )
     print(f"raydist: {train_table.num_rows} training and {val_table.num_rows} validation clips")
-    column = "logmel" if vae_state is None else "wave"
-    datasets = {  # cut before the workers start: they may take every CPU, leaving none for Ray Data tasks
-        name: windows_dataset(t, features, train_cfg.window_s, train_cfg.window_hop_s, so, column).materialize()
-        for name, t in (("train", train_table), ("val", val_table))
-    }
     use_gpu = train_cfg.use_gpu == "yes" or (train_cfg.use_gpu == "auto" and cluster_has_gpus())
     train_cfg = scaling(train_cfg, use_gpu)
     print(
         f"raydist: {train_cfg.workers} Ray Train worker{'s' * (train_cfg.workers > 1)} x "
         f"{train_cfg.cpus_per_worker:g} CPU{'s' * (train_cfg.cpus_per_worker != 1)}"
         + (f" and {train_cfg.gpus_per_worker:g} GPU" if use_gpu else "")
-        + f", global batch {train_cfg.workers * train_cfg.batch_size} windows"
+        + f", global batch {train_cfg.global_batch} windows"
     )
+    column = "logmel" if vae_state is None else "wave"
+    datasets = {  # cut before the workers start: they may take every CPU, leaving none for Ray Data tasks
+        name: windows_dataset(t, features, train_cfg.window_s, train_cfg.window_hop_s, so, column).materialize()
+        for name, t in (("train", train_table), ("val", val_table))
+    }
     storage_path, storage_fs = _storage(out, so)
     loop_cfg = {
         "train": train_cfg.to_dict(),
