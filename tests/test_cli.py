@@ -162,7 +162,21 @@ def test_failures_are_one_line_with_the_right_exit_code(tmp_path, checkpoint):
             2,
             "batch_size",
         ),
-        (["embed", str(tmp_path / "nope"), "--model", checkpoint, "--out", str(tmp_path / "e")], 2, "does not exist"),
+        (
+            ["embed", str(tmp_path / "nope"), "--model", checkpoint, "--out", str(tmp_path / "e")],
+            2,
+            f"input {tmp_path / 'nope'} does not exist",
+        ),
+        (  # a missing path is named by the option it was given to
+            ["embed", str(audio), "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "e")],
+            2,
+            f"--model {tmp_path / 'no-model'} does not exist",
+        ),
+        (
+            ["segment-eval", str(empty), "--truth", str(tmp_path / "no.csv"), "--out", "s"],
+            2,
+            f"--truth {tmp_path / 'no.csv'} does not exist",
+        ),
         (
             ["decompress", str(empty), "--model", checkpoint, "--out", str(tmp_path / "d")],
             1,

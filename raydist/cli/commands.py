@@ -112,7 +112,7 @@ def train(
         shape = {k: v for k, v in (("latent_dim", latent_dim), ("hidden", hidden)) if v is not None}
         model_cfg = ModelConfig.from_preset(preset, **shape)
         loss_cfg = LossConfig(beta=beta, free_bits=free_bits, contrast=contrast)
-    check_local_inputs([*inputs, *([model] if model else [])])
+    check_local_inputs(inputs, model=model)
     from raydist.cluster import session
     from raydist.config import FeatureConfig
     from raydist.io.inputs import storage_options_for
@@ -164,7 +164,7 @@ def embed(
             commit_every=commit_every,
             commit_seconds=commit_seconds,
         )
-    check_local_inputs([*inputs, model])
+    check_local_inputs(inputs, model=model)
     from raydist.cluster.session import init_ray
     from raydist.io.inputs import storage_options_for
     from raydist.pipeline.embed import embed as run_embed
@@ -197,7 +197,7 @@ def compress(
     res = resources(batch_size, actors, cpus_per_actor, gpus_per_actor)
     with user_errors():
         output = OutputConfig(commit_every=commit_every, commit_seconds=commit_seconds)
-    check_local_inputs([*inputs, model])
+    check_local_inputs(inputs, model=model)
     from raydist.cluster.session import init_ray
     from raydist.io.inputs import storage_options_for
     from raydist.pipeline.compress import codec_report
@@ -233,7 +233,7 @@ def decompress(
     res = resources(ResourceConfig.batch_size, actors, cpus_per_actor, ResourceConfig.gpus_per_actor)
     if format not in DECODED_FORMATS:
         fail(f"--format must be one of {', '.join(DECODED_FORMATS)}, got {format!r}")
-    check_local_inputs([compressed, model])
+    check_local_inputs([compressed], model=model)
     from raydist.cluster.session import init_ray
     from raydist.io.inputs import storage_options_for
     from raydist.pipeline.decompress import decompress as run_decompress
@@ -260,7 +260,7 @@ def generate(
     steps: int = typer.Option(5, help="Points on the interpolation path."),
 ) -> None:
     """Sample latents from the prior (or interpolate two clips' latents) and decode them to audio."""
-    check_local_inputs([model, *(interpolate or [])])
+    check_local_inputs([], model=model, interpolate=interpolate)
     if interpolate and len(interpolate) != 2:
         fail(f"--interpolate needs exactly two files, got {len(interpolate)}")
     if n < 1 or seconds <= 0 or steps < 2:

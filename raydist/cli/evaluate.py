@@ -49,7 +49,7 @@ def probe(
 
     if folds < 2:
         fail(f"--folds must be >= 2, got {folds}")
-    check_local_inputs([embeddings, *([labels] if labels else [])])
+    check_local_inputs([embeddings], labels=labels)
     with user_errors():
         report = run_probe(embeddings, out, labels, folds, baseline, mlp)
     for name in ("vae", "logmel", "mfcc", "vae_mlp", "logmel_mlp", "mfcc_mlp"):
@@ -69,7 +69,7 @@ def segment_eval(
     """Boundary P/R/F at 0.5 s and 0.25 s of events and source segments, with the run's own settings."""
     from raydist.eval.segments import run_segment_eval
 
-    check_local_inputs([embeddings, truth])
+    check_local_inputs([embeddings], truth=truth)
     with user_errors():
         report = run_segment_eval(embeddings, truth, out, baseline)
     typer.echo(f"{'truth':15s} {report['reference_boundaries']} boundaries")

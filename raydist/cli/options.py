@@ -106,7 +106,12 @@ def resources(batch_size: int, actors: int, cpus_per_actor: float, gpus_per_acto
         )
 
 
-def check_local_inputs(inputs: List[str]) -> None:
-    for uri in inputs:
+def check_local_inputs(inputs: List[str], **options: str | List[str] | None) -> None:
+    """Fail (exit 2) before Ray starts when a local path is missing, naming what it was given
+    as: "input X does not exist" for `inputs`, "--model X does not exist" for model=X."""
+    named = [("input", uri) for uri in inputs]
+    for key, value in options.items():
+        named += [(f"--{key.replace('_', '-')}", v) for v in ([value] if isinstance(value, str) else value or [])]
+    for what, uri in named:
         if "://" not in uri and not any(c in uri for c in "*?[") and not os.path.exists(uri):
-            fail(f"input {uri} does not exist")
+            fail(f"{what} {uri} does not exist")
