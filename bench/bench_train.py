@@ -150,16 +150,8 @@ def scaling(raydist_bin: str, manifest: str, root: str, epochs: int) -> dict:
         for workers in (1, 2):
             out = os.path.join(root, f"scaling-{workers}")
             cmd = [raydist_bin, "train", manifest, "--out", out, "--epochs", str(epochs), "--address", cluster["gcs"]]
-            cmd += [
-                "--workers",
-                str(workers),
-                "--cpus-per-worker",
-                "1",
-                "--batch-size",
-                str(per_worker),
-                "--placement",
-                "SPREAD",
-            ]
+            cmd += ["--workers", str(workers), "--cpus-per-worker", "1"]
+            cmd += ["--batch-size", str(per_worker), "--placement", "SPREAD"]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             with open(os.path.join(out, "metrics.json")) as f:
                 history = json.load(f)["history"]

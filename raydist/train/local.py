@@ -42,8 +42,8 @@ def load_windows(
 
 def batches(x: torch.Tensor, cfg: TrainConfig, steps: int | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
     """(step, full passes once this batch is taken, batch) for cfg.epochs passes over x (or
-    exactly `steps` steps): batches of cfg.workers x cfg.batch_size windows (a DDP run's global
-    batch), shuffled anew each pass."""
+    exactly `steps` steps): batches of cfg.global_batch windows (a DDP run's global batch),
+    shuffled anew each pass."""
     batch = cfg.global_batch
     total = steps if steps is not None else cfg.epochs * math.ceil(len(x) / batch)
     step, epoch = 0, 0
