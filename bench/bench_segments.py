@@ -12,10 +12,11 @@ uses other voices and programs (HELD_*), never used for tuning or training.
 Per seed: trains a VAE on the tuning set's pieces with the shipped trainer's step and settings
 (`raydist.train.local`, TrainConfig defaults: 20 epochs), embeds both sets with `raydist embed`
 (Ray Data, the shipped SegmentConfig), and scores with `raydist segment-eval` against the joins:
-F at 0.5 s and 0.25 s and boundary counts for segments (sources) and events (onsets/offsets),
-beside log-mel novelty (the same event-level algorithm on raw log-mel) and the source algorithm on
-raw log-mel (`source_boundaries` over pooled, standardised log-mel: the same work, other
-features). Prints means over seeds with their range and writes JSON.
+F at 0.5 s and 0.25 s and boundary counts for segments (sources: latents + cepstra) and events
+(onsets/offsets), beside log-mel novelty (the same event-level algorithm on raw log-mel) and the
+source algorithm on other inputs (`ablations`: raw log-mel, the cepstra alone, the latents alone
+with the settings shipped before the cepstra). Prints means over seeds with their range and
+writes JSON.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import tempfile
 import numpy as np
 from segcorpus import HELD_PROGRAMS, HELD_VOICES, TUNE_PROGRAMS, TUNE_VOICES, build
 
+from raydist.audio import decode
 from raydist.config import SegmentConfig, TrainConfig
+from raydist.embedding.encode import encode_many
 from raydist.embedding.features import active_frames
 from raydist.embedding.segmentation import boundary_s, source_boundaries
 from raydist.eval.boundaries import boundary_scores
@@ -39,27 +42,45 @@ from raydist.model.checkpoint import load_model
 from raydist.train.local import train_local
 
 
-def logmel_sources(emb: str, truth: str, model_uri: str, cfg: SegmentConfig) -> dict:
-    """The source algorithm on pooled raw log-mel instead of latents, scored like segment-eval."""
+def _cuts(x: np.ndarray, energy: np.ndarray, rate: float, cfg: SegmentConfig) -> list[tuple[int, float]]:
+    """The source algorithm with `cfg`'s settings on any (L, D) sequence."""
+    window = max(1, round(cfg.source_novelty_s * rate))
+    return source_boundaries(x, active_frames(energy), window, cfg.source_threshold, cfg.merge_distance)
+
+
+def ablations(emb: str, truth: str, model_uri: str) -> dict:
+    """The source algorithm on other inputs than the shipped latents + cepstra, scored like
+    segment-eval on the same files: raw log-mel (standardised bands), the cepstra alone, and the
+    latents alone with the settings shipped before the cepstra (merge 1.65)."""
     m = load_model(model_uri)
-    d, rate = m.vae.cfg.downsample, m.latent_rate
+    d, rate, cfg = m.vae.cfg.downsample, m.latent_rate, SegmentConfig()
     clips = {r["id"]: r for r in read_table(emb, "clips", columns=["id", "uri", "duration_s"]).to_pylist()}
     reference = reference_boundaries(truth, {i: c["duration_s"] for i, c in clips.items()})
-    scores, found = collections.defaultdict(list), 0
+    latents_only = SegmentConfig(merge_distance=1.65, cepstral_weight=0.0)
+    variants = {
+        "logmel_sources": lambda lat, mel: _cuts(mel, lat.energy[: len(mel)], rate, cfg),
+        "cepstra_sources": lambda lat, mel: _cuts(lat.cepstra, lat.energy, rate, cfg),
+        "latents_sources": lambda lat, mel: _cuts(lat.mean, lat.energy, rate, latents_only),
+    }
+    scores = {k: collections.defaultdict(list) for k in variants}
+    found = dict.fromkeys(variants, 0)
     for cid, ref in reference.items():
-        mel, energy = pooled_logmel(clips[cid]["uri"], d, m.features)
-        cuts = source_boundaries(
-            mel,
-            active_frames(energy),
-            max(1, round(cfg.source_novelty_s * rate)),
-            cfg.source_threshold,
-            cfg.merge_distance,
-        )
-        est = [boundary_s(j, d, m.features) for j, _ in cuts]
-        found += len(est)
-        for w in WINDOWS:
-            scores[w].append(boundary_scores(ref, est, w)["f_measure"])
-    return {**{f"{w}s": {"f_measure": float(np.mean(v))} for w, v in scores.items()}, "boundaries": found}
+        uri = clips[cid]["uri"]
+        lat = encode_many(m, [decode(uri, m.features.sample_rate)[0]])[0]
+        mel = pooled_logmel(uri, d, m.features)[0]
+        n = min(len(mel), len(lat.mean))
+        for name, cut in variants.items():
+            est = [boundary_s(j, d, m.features) for j, _ in cut(lat, mel[:n])]
+            found[name] += len(est)
+            for w in WINDOWS:
+                scores[name][w].append(boundary_scores(ref, est, w)["f_measure"])
+    return {
+        name: {
+            **{f"{w}s": {"f_measure": float(np.mean(v))} for w, v in scores[name].items()},
+            "boundaries": found[name],
+        }
+        for name in variants
+    }
 
 
 def one_seed(seed: int, sets: dict, root: str) -> dict:
@@ -71,7 +92,7 @@ def one_seed(seed: int, sets: dict, root: str) -> dict:
         emb = os.path.join(root, f"emb-{name}-{seed}")
         embed([manifest], emb, model, progress=False)
         report = run_segment_eval(emb, truth, os.path.join(root, f"eval-{name}-{seed}"))
-        report["logmel_sources"] = logmel_sources(emb, truth, model, SegmentConfig())
+        report.update(ablations(emb, truth, model))
         out[name] = report
     return out
 
@@ -95,7 +116,7 @@ def main() -> None:
     print(f"{'set':9s} {'method':15s} {'F@0.5s':>16s} {'F@0.25s':>16s} {'found/true':>12s}")
     for name in sets:
         true = runs[0][name]["reference_boundaries"]
-        for method in ("segments", "events", "logmel_sources", "logmel_novelty"):
+        for method in ("segments", "latents_sources", "cepstra_sources", "logmel_sources", "events", "logmel_novelty"):
             row = {}
             for w in ("0.5s", "0.25s"):
                 v = [r[name][method][w]["f_measure"] for r in runs]

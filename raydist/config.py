@@ -273,7 +273,9 @@ class SegmentConfig(Config):
     segments: regions of one source: long-window novelty over the active frames only (pauses
     skipped) splits sound runs where the source changes without a pause, then adjacent regions
     are merged, closest first, while their Ward distance (size-weighted distance of their mean
-    standardised latents) is below merge_distance, so a pause inside one source is no boundary."""
+    standardised features) is below merge_distance, so a pause inside one source is no boundary.
+    The features are the latents and 12 cepstral coefficients of the log-mel (the spectral
+    envelope, which tells voices apart better than the latents do), weighted by cepstral_weight."""
 
     novelty_s: float = 0.25  # events: half-width of the novelty window, seconds (0.5 s missed short gaps)
     min_segment_s: float = 0.15  # events: shortest event; also a peak's neighbourhood and the end margin
@@ -281,13 +283,14 @@ class SegmentConfig(Config):
     activity_weight: float = 1.0  # events: weight of the energy channel in the novelty curve (0 = latents only)
     source_novelty_s: float = 0.75  # segments: half-width of the novelty window over active frames, seconds
     source_threshold: float = 1.0  # segments: split peaks must exceed median + threshold * MAD
-    merge_distance: float = 1.65  # segments: merge adjacent regions whose Ward distance is below this
+    merge_distance: float = 1.8  # segments: merge adjacent regions whose Ward distance is below this
+    cepstral_weight: float = 1.0  # segments: weight of each standardised cepstral coefficient (0 = latents only)
 
     def __post_init__(self) -> None:
         if self.novelty_s <= 0 or self.min_segment_s <= 0 or self.activity_weight < 0 or self.source_novelty_s <= 0:
             raise ValueError(f"window lengths must be > 0 and activity_weight >= 0: {self}")
-        if self.merge_distance < 0:
-            raise ValueError(f"merge_distance must be >= 0, got {self.merge_distance}")
+        if self.merge_distance < 0 or self.cepstral_weight < 0:
+            raise ValueError(f"merge_distance and cepstral_weight must be >= 0: {self}")
 
     def novelty_frames(self, frame_rate: float) -> tuple[int, int]:
         """(novelty half-width, minimum gap) in frames at `frame_rate` frames per second."""

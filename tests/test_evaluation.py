@@ -92,3 +92,17 @@ def test_evaluations_use_the_run_settings_and_refuse_mixed_runs(ray_session, che
     embed([str(tmp_path / "a")], emb, checkpoint, progress=False)
     with pytest.raises(ValueError, match="differ in segment_config"):
         run_settings(emb)
+
+
+def test_manifests_from_before_the_cepstra_read_as_latents_only():
+    """Runs made before segments used cepstra recorded no cepstral_weight: they read back as 0."""
+    from raydist.config import SegmentConfig
+    from raydist.eval.settings import upgrade_manifest
+
+    before = {k: v for k, v in SegmentConfig(merge_distance=1.65).to_dict().items() if k != "cepstral_weight"}
+    read = SegmentConfig.from_dict(upgrade_manifest({"segment_config": before})["segment_config"])
+    assert read == SegmentConfig(merge_distance=1.65, cepstral_weight=0.0)
+    older = upgrade_manifest({"embed_config": {"novelty_s": 0.25, "batch_size": 8}})  # before 0.2: one config
+    assert SegmentConfig.from_dict(older["segment_config"]).cepstral_weight == 0.0
+    now = SegmentConfig().to_dict()
+    assert upgrade_manifest({"segment_config": now})["segment_config"] == now

@@ -90,6 +90,8 @@ def test_chunked_encoding_equals_whole_file_encoding():
         np.testing.assert_allclose(part.mean, whole.mean, atol=1e-4)
         np.testing.assert_allclose(part.logvar, whole.logvar, atol=1e-4)
         np.testing.assert_allclose(part.energy, whole.energy, atol=1e-5)
+        np.testing.assert_allclose(part.cepstra, whole.cepstra, atol=1e-4)
+    assert whole.cepstra.shape == (376, 12)
 
 
 def test_receptive_field_bounds_the_influence():
@@ -184,3 +186,20 @@ def test_foreign_config_is_refused(tmp_path):
     (tmp_path / "model.pt").write_bytes(buf.getvalue())
     with pytest.raises(CheckpointError, match="surprise"):
         load_model(str(tmp_path))
+
+
+def test_energy_and_cepstra_of_a_cosine_spectrum():
+    """A log-mel of 3 + 2 cos(pi k (m + 1/2) / n) over bands m: energy 3, and of the ortho DCT-II
+    coefficients c1.. only c2 is non-zero, 2 sqrt(n / 2); frames pool d at a time."""
+    from raydist.embedding.encode import _pool
+
+    n, d = 64, 8
+    m = torch.arange(n, dtype=torch.float64)
+    spectrum = 3 + 2 * torch.cos(torch.pi * 2 * (m + 0.5) / n)
+    logmel = spectrum[None, :, None].repeat(1, 1, 5 * d - 3).float()  # 37 frames: the last latent frame is padded
+    energy, cepstra = _pool(logmel, d, 5)
+    assert energy.shape == (1, 5) and cepstra.shape == (1, 5, 12)
+    np.testing.assert_allclose(energy.numpy(), 3.0, atol=1e-5)
+    expected = np.zeros(12)
+    expected[1] = 2 * np.sqrt(n / 2)
+    np.testing.assert_allclose(cepstra[0].numpy(), np.tile(expected, (5, 1)), atol=1e-4)

@@ -89,3 +89,23 @@ def test_source_boundaries_ignore_pauses_inside_a_source_and_find_joins_without_
     mask = np.abs(one).sum(1) > 0
     assert source_boundaries(one, mask, 6, 1.0, 1.65) == []
     assert source_boundaries(one, np.zeros(len(one), bool), 6, 1.0, 1.65) == []
+
+
+def test_cepstra_find_a_change_of_source_the_latents_miss():
+    """Latents of one source throughout, cepstra (the spectral envelope) that change half way with
+    no pause: source segments split there only when the cepstra are used."""
+    from raydist.config import FeatureConfig, SegmentConfig
+    from raydist.embedding.features import clip_features
+
+    rng = np.random.default_rng(3)
+    latents = _source(rng, rng.standard_normal(32), 60)
+    a, b = rng.standard_normal(12), rng.standard_normal(12)
+    cepstra = np.concatenate([_source(rng, a, 30), _source(rng, b, 30)])
+    energy = np.zeros(60)  # every frame active
+    args = (latents, energy, 60 * 0.08, SegmentConfig(), 8, FeatureConfig())
+    found = clip_features(*args, cepstra).segments
+    assert len(found.start) == 2 and found.start[1] == pytest.approx(30 * 0.08 - 0.005)
+    assert found.score[1] >= SegmentConfig().merge_distance
+    assert len(clip_features(*args).segments.start) == 1  # latents alone
+    off = SegmentConfig(cepstral_weight=0.0)
+    assert len(clip_features(latents, energy, 60 * 0.08, off, 8, FeatureConfig(), cepstra).segments.start) == 1

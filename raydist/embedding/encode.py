@@ -1,6 +1,10 @@
 """Waveform -> latent sequence, and the time of each latent frame. Plain torch (no Ray): the Ray
 pipeline, the HEAR API, the codec and the benchmarks all call these.
 
+Besides the latents, each latent frame gets two plain measures of the log-mel it was encoded
+from: its energy (activity) and its first cepstral coefficients (the spectral envelope, as MFCCs
+describe it), which source segmentation uses beside the latents.
+
 Long audio is encoded in chunks of latent frames with `receptive_field` frames of context on each
 side, so results equal whole-file encoding; clips of equal length are stacked into one batch.
 """
@@ -13,6 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from torchaudio.functional import create_dct
 
 from raydist.audio.errors import TooShortError
 from raydist.audio.features import num_frames
@@ -20,6 +25,8 @@ from raydist.model.checkpoint import LoadedModel
 from raydist.model.vae import AudioVAE, receptive_field
 
 CHUNK_LATENTS = 750  # latent frames encoded at once (60 s at 12.5 fps): bounds memory
+N_CEPSTRA = 12  # cepstral coefficients c1..c12 kept per latent frame (c0 is the energy)
+FIELDS = ("mean", "logvar", "energy", "cepstra")
 
 
 @dataclass
@@ -27,6 +34,7 @@ class Latents:
     mean: np.ndarray  # (L, D) float32
     logvar: np.ndarray  # (L, D) float32
     energy: np.ndarray  # (L,) mean log-mel per latent frame: an activity measure
+    cepstra: np.ndarray  # (L, N_CEPSTRA) DCT-II (ortho) coefficients c1.. of the mean log-mel per latent frame
 
 
 @lru_cache(maxsize=8)
@@ -45,11 +53,17 @@ def timestamps_s(m: LoadedModel, n_latents: int) -> np.ndarray:
     return (np.arange(n_latents, dtype=np.float64) * d + (d - 1) / 2) * hop / sr
 
 
-def _pool_energy(logmel: torch.Tensor, d: int, n_latents: int) -> torch.Tensor:
-    # (B, n_mels, T) -> (B, L): mean log-mel over bands and over each latent frame's mel frames
-    e = logmel.mean(1)
-    e = torch.nn.functional.pad(e, (0, n_latents * d - e.shape[-1]), mode="replicate")
-    return e.reshape(e.shape[0], n_latents, d).mean(-1)
+@lru_cache(maxsize=4)
+def _dct(n_mels: int) -> torch.Tensor:
+    return create_dct(N_CEPSTRA + 1, n_mels, norm="ortho")[:, 1:]  # (n_mels, N_CEPSTRA): c1..
+
+
+def _pool(logmel: torch.Tensor, d: int, n_latents: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, n_mels, T) log-mel -> energy (B, L) and cepstra (B, L, N_CEPSTRA) of the log-mel
+    averaged over each latent frame's d mel frames (the last frame repeated to fill the end)."""
+    x = torch.nn.functional.pad(logmel, (0, n_latents * d - logmel.shape[-1]), mode="replicate")
+    bands = x.reshape(*x.shape[:2], n_latents, d).mean(-1).transpose(1, 2)  # (B, L, n_mels)
+    return bands.mean(-1), bands @ _dct(bands.shape[-1]).to(bands)
 
 
 def _device(m: LoadedModel) -> torch.device:
@@ -61,9 +75,9 @@ def encode_equal(m: LoadedModel, waves: torch.Tensor) -> list[Latents]:
     """Encode a (B, N) batch of equal-length waveforms in one forward pass."""
     logmel = m.logmel(waves.to(_device(m), non_blocking=True))  # (B, n_mels, T)
     mean, logvar = m.vae.encode(logmel)  # (B, D, L)
-    energy = _pool_energy(logmel, m.vae.cfg.downsample, mean.shape[-1])
+    energy, cepstra = _pool(logmel, m.vae.cfg.downsample, mean.shape[-1])
     return [
-        Latents(mean[i].T.float().cpu().numpy(), logvar[i].T.float().cpu().numpy(), energy[i].float().cpu().numpy())
+        Latents(*(t[i].float().cpu().numpy() for t in (mean.transpose(1, 2), logvar.transpose(1, 2), energy, cepstra)))
         for i in range(len(waves))
     ]
 
@@ -81,12 +95,11 @@ def encode_long(m: LoadedModel, wave: torch.Tensor, chunk: int = CHUNK_LATENTS) 
         a, b = max(0, j0 - ctx), min(n_lat, j1 + ctx)
         logmel = m.logmel.frames(wave, a * d, min(n_mel, b * d))[None]  # (1, n_mels, <= (b - a) d)
         mean, logvar = m.vae.encode(logmel)
-        energy = _pool_energy(logmel, d, mean.shape[-1])
+        energy, cepstra = _pool(logmel, d, mean.shape[-1])
         keep = slice(j0 - a, j1 - a)
-        parts.append(
-            Latents(*(t.float().cpu().numpy() for t in (mean[0, :, keep].T, logvar[0, :, keep].T, energy[0, keep])))
-        )
-    return Latents(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("mean", "logvar", "energy")))
+        pieces = (mean[0, :, keep].T, logvar[0, :, keep].T, energy[0, keep], cepstra[0, keep])
+        parts.append(Latents(*(t.float().cpu().numpy() for t in pieces)))
+    return Latents(*(np.concatenate([getattr(p, k) for p in parts]) for k in FIELDS))
 
 
 def encode_many(m: LoadedModel, waves: list[np.ndarray], chunk: int = CHUNK_LATENTS) -> list[Latents]:

@@ -85,8 +85,11 @@ def clip_features(
     cfg: SegmentConfig,
     downsample: int,
     features: FeatureConfig,
+    cepstra: np.ndarray | None = None,
 ) -> ClipFeatures:
-    """(L, D) latent means and (L,) energy of one clip -> its ClipFeatures."""
+    """(L, D) latent means, (L,) energy and (L, C) cepstra of one clip -> its ClipFeatures.
+    Source segments split and merge on the latents and the cepstra (weighted by
+    cfg.cepstral_weight); without cepstra, on the latents alone."""
     n, rate = len(mean), features.frame_rate / downsample
     half, gap = cfg.novelty_frames(rate)
     pieces, curve = segment(with_activity(mean, energy, cfg.activity_weight), half, gap, cfg.novelty_threshold)
@@ -103,8 +106,12 @@ def clip_features(
     )
     keep = tiles.active >= EVENT_ACTIVE
     events = Regions(*(getattr(tiles, f)[keep] for f in ("start", "end", "score", "active", "embedding")))
+    x, weights = mean, None
+    if cepstra is not None and cfg.cepstral_weight > 0:  # the spectral envelope beside the latents
+        x = np.concatenate([mean, cepstra], axis=1)
+        weights = np.repeat([1.0, cfg.cepstral_weight], [mean.shape[1], cepstra.shape[1]])
     source = source_boundaries(
-        mean, active, max(1, round(cfg.source_novelty_s * rate)), cfg.source_threshold, cfg.merge_distance
+        x, active, max(1, round(cfg.source_novelty_s * rate)), cfg.source_threshold, cfg.merge_distance, weights
     )
     segments = _regions(
         mean,

@@ -105,13 +105,18 @@ def ward_distance(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def source_boundaries(
-    x: np.ndarray, active: np.ndarray, half_width: int, threshold: float, merge: float
+    x: np.ndarray,
+    active: np.ndarray,
+    half_width: int,
+    threshold: float,
+    merge: float,
+    weights: np.ndarray | None = None,
 ) -> list[tuple[int, float]]:
     """Boundaries between regions of one source in a (L, D) sequence, as (frame, Ward distance).
 
     Regions start as the runs of active frames; long-window novelty over the active frames only
-    (silence skipped, each dimension standardised) splits runs where the source changes without
-    a pause. Adjacent regions (across pauses) are then merged, closest first, while their Ward
+    (silence skipped, each dimension standardised over them, then scaled by its entry in
+    `weights`, default 1) splits runs where the source changes without a pause. Adjacent regions (across pauses) are then merged, closest first, while their Ward
     distance is below `merge`. A boundary across a pause sits in the middle of the pause.
     Regions are kept as sums and sizes, and a merge recomputes only its two neighbouring
     distances, so an hour of audio with thousands of pauses takes well under a second."""
@@ -121,6 +126,8 @@ def source_boundaries(
     frames = np.concatenate([np.arange(a, b) for a, b in runs])  # active frame indices
     z = x[frames]
     z = (z - z.mean(0)) / (z.std(0) + 1e-6)
+    if weights is not None:
+        z = z * weights
     cuts = set()
     if len(z) > 2 * half_width:
         cuts = {int(frames[j]) for j in pick_boundaries(novelty(z, half_width), half_width, threshold)}

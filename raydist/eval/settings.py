@@ -28,6 +28,8 @@ def upgrade_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     """A manifest of any raydist version -> the current keys (older runs had one embed_config)."""
     if "embed_config" in manifest:
         manifest = {**manifest, **split_embed_config(manifest["embed_config"])}
+    if "segment_config" in manifest and "cepstral_weight" not in manifest["segment_config"]:
+        manifest = {**manifest, "segment_config": {**manifest["segment_config"], "cepstral_weight": 0.0}}
     return manifest
 
 

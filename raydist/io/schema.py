@@ -96,7 +96,11 @@ SEGMENTS = pa.schema(
             "segment start, seconds (segments tile the clip; a pause between sources is split in two)",
         ),
         _f("end_s", pa.float64(), "segment end, seconds"),
-        _f("boundary_score", pa.float32(), "Ward distance to the previous segment (0 for the first)"),
+        _f(
+            "boundary_score",
+            pa.float32(),
+            "Ward distance to the previous segment over standardised latents and cepstra (0 for the first)",
+        ),
         _f("active_fraction", pa.float32(), "share of the segment's frames above the silence threshold"),
         _f("embedding", pa.list_(pa.float32()), "mean latent over the segment's active frames (all frames if none)"),
     ]
