@@ -289,8 +289,9 @@ class SegmentConfig(Config):
     def __post_init__(self) -> None:
         if self.novelty_s <= 0 or self.min_segment_s <= 0 or self.activity_weight < 0 or self.source_novelty_s <= 0:
             raise ValueError(f"window lengths must be > 0 and activity_weight >= 0: {self}")
-        if self.merge_distance < 0 or self.cepstral_weight < 0:
-            raise ValueError(f"merge_distance and cepstral_weight must be >= 0: {self}")
+        for name in ("merge_distance", "cepstral_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def novelty_frames(self, frame_rate: float) -> tuple[int, int]:
         """(novelty half-width, minimum gap) in frames at `frame_rate` frames per second."""

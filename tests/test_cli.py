@@ -31,6 +31,28 @@ def test_bad_option_value_is_named(tmp_path):
     assert result.exit_code == 2 and "dtype must be float16 or float32" in result.output
 
 
+def test_segment_options_reach_the_config(tmp_path, monkeypatch):
+    import raydist.cluster.session
+    import raydist.pipeline.embed
+    from raydist.config import SegmentConfig
+
+    seen = {}
+
+    def fake_embed(inputs, out, model, res, output, segments, retry_errors, storage_options):
+        seen["segments"] = segments
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(raydist.pipeline.embed, "embed", fake_embed)
+    monkeypatch.setattr(raydist.cluster.session, "init_ray", lambda address=None, num_cpus=None: None)
+    (tmp_path / "m.pt").write_bytes(b"")
+    args = ["embed", str(tmp_path), "--model", str(tmp_path / "m.pt"), "--out", "o"]
+    result = runner.invoke(app, [*args, "--merge-distance", "2.5", "--cepstral-weight", "0"])
+    assert "stop here" in result.output
+    assert seen["segments"] == SegmentConfig(merge_distance=2.5, cepstral_weight=0.0)
+    bad = runner.invoke(app, [*args, "--cepstral-weight", "-1"])
+    assert bad.exit_code == 2 and "cepstral_weight must be >= 0" in bad.output
+
+
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "raydist.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "embed" in out.stdout

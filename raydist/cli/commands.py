@@ -148,6 +148,14 @@ def embed(
     keep_logvar: bool = typer.Option(OutputConfig.keep_logvar, help="Also write per-frame log-variances."),
     commit_every: CommitEvery = OutputConfig.commit_every,
     commit_seconds: CommitSeconds = OutputConfig.commit_seconds,
+    merge_distance: float = typer.Option(
+        SegmentConfig.merge_distance,
+        help="segments/: merge neighbouring regions closer than this (higher: fewer, longer segments).",
+    ),
+    cepstral_weight: float = typer.Option(
+        SegmentConfig.cepstral_weight,
+        help="segments/: weight of the spectral envelope (cepstra) beside the latents; 0 = latents only.",
+    ),
     retry_errors: RetryErrors = False,
     address: Address = None,
     endpoint_url: EndpointUrl = None,
@@ -164,6 +172,7 @@ def embed(
             commit_every=commit_every,
             commit_seconds=commit_seconds,
         )
+        segments = SegmentConfig(merge_distance=merge_distance, cepstral_weight=cepstral_weight)
     check_local_inputs(inputs, model=model)
     from raydist.cluster.session import init_ray
     from raydist.io.inputs import storage_options_for
@@ -172,9 +181,7 @@ def embed(
 
     init_ray(address)
     with user_errors(RunFailed):
-        summary = run_embed(
-            inputs, out, model, res, output, SegmentConfig(), retry_errors, storage_options_for(endpoint_url)
-        )
+        summary = run_embed(inputs, out, model, res, output, segments, retry_errors, storage_options_for(endpoint_url))
     typer.echo(f"raydist: {summary.table()}")
 
 
