@@ -335,6 +335,9 @@ def _run_until_done_or_signal(ds, commits: Commits, name: str, total: int, start
                 show(line())
         commits.close()
 
+    if progress:  # until the first batch is done (model actors start, the first clips decode)
+        done = commits.summary.already_done
+        show(f"raydist {name}: 0/{total} inputs" + (f" ({done} already done)" if done else "") + "; starting")
     signum = run_until_signal(collect)
     if signum:
         commits.close()
