@@ -117,9 +117,10 @@ def source_boundaries(
     Regions start as the runs of active frames; long-window novelty over the active frames only
     (silence skipped, each dimension standardised over them, then scaled by its entry in
     `weights`, default 1) splits runs where the source changes without a pause. Adjacent regions
-    (across pauses) are then merged, closest first, while their Ward distance is below `merge`. A boundary across a pause sits in the middle of the pause.
-    Regions are kept as sums and sizes, and a merge recomputes only its two neighbouring
-    distances, so an hour of audio with thousands of pauses takes well under a second."""
+    (across pauses) are then merged, closest first, while their Ward distance is below `merge`.
+    A boundary across a pause sits in the middle of the pause. Regions are kept as sums and
+    sizes, and a merge recomputes only its two neighbouring distances, so an hour of audio with
+    thousands of pauses takes well under a second."""
     runs = active_runs(active)
     if len(runs) == 0:
         return []
