@@ -44,7 +44,7 @@ from raydist.train.local import train_local
 
 def _cuts(x: np.ndarray, energy: np.ndarray, rate: float, cfg: SegmentConfig) -> list[tuple[int, float]]:
     """The source algorithm with `cfg`'s settings on any (L, D) sequence."""
-    window = max(1, round(cfg.source_novelty_s * rate))
+    window = cfg.source_frames(rate)
     return source_boundaries(x, active_frames(energy), window, cfg.source_threshold, cfg.merge_distance)
 
 

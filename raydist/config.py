@@ -297,6 +297,10 @@ class SegmentConfig(Config):
         """(novelty half-width, minimum gap) in frames at `frame_rate` frames per second."""
         return max(1, round(self.novelty_s * frame_rate)), max(1, round(self.min_segment_s * frame_rate))
 
+    def source_frames(self, frame_rate: float) -> int:
+        """Half-width of the source-level novelty window in frames at `frame_rate` frames per second."""
+        return max(1, round(self.source_novelty_s * frame_rate))
+
 
 def split_embed_config(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Upgrade an old run manifest's single `embed_config` (before 0.2) to the three configs that

@@ -110,9 +110,7 @@ def clip_features(
     if cepstra is not None and cfg.cepstral_weight > 0:  # the spectral envelope beside the latents
         x = np.concatenate([mean, cepstra], axis=1)
         weights = np.repeat([1.0, cfg.cepstral_weight], [mean.shape[1], cepstra.shape[1]])
-    source = source_boundaries(
-        x, active, max(1, round(cfg.source_novelty_s * rate)), cfg.source_threshold, cfg.merge_distance, weights
-    )
+    source = source_boundaries(x, active, cfg.source_frames(rate), cfg.source_threshold, cfg.merge_distance, weights)
     segments = _regions(
         mean,
         active,
