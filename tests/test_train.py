@@ -163,3 +163,25 @@ def test_workers_default_to_one_per_node_with_all_its_cpus_or_one_per_gpu(monkey
     nodes[:2] = []
     with pytest.raises(TrainError, match="no node of the cluster has a whole CPU"):
         pick()
+
+
+def test_placement_group_cleaner_is_left_out_only_on_a_local_ray_this_process_started(
+    ray_session, monkeypatch, tmp_path
+):
+    from ray.train import ScalingConfig
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    from raydist.cluster import session
+    from raydist.train.trainer import _Trainer
+
+    def kinds(local: bool) -> set[type]:
+        t = _Trainer(lambda cfg: None, scaling_config=ScalingConfig(num_workers=1), local=local)
+        return {type(c) for c in t._create_default_callbacks()}
+
+    assert PlacementGroupCleanerCallback in kinds(False)
+    assert kinds(True) == kinds(False) - {PlacementGroupCleanerCallback}
+    # the tests' shared Ray is one that this process started (init_ray records it) ...
+    assert session.started_local()
+    # ... and a Ray that it joined is not
+    monkeypatch.setattr(session, "RECORDS", str(tmp_path))
+    assert not session.started_local()

@@ -55,6 +55,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         print(f"raydist: running on {where}; its logs are in {log_path()} (--verbose shows them here)")
 
 
+def started_local() -> bool:
+    """Whether this process started the Ray it is connected to (a local one that ends with it)."""
+    return ray.is_initialized() and os.path.exists(_record_path(os.getpid()))
+
+
 def shutdown() -> None:
     """Stop this process's Ray (a local one ends with it) and forget its record."""
     ray.shutdown()

@@ -1,5 +1,6 @@
 """Training windows as a Ray Data dataset: inputs table -> decode -> fixed-length log-mel
-windows. Workers read their shard with `get_dataset_shard`, so no worker loads the corpus."""
+windows. The driver materialises them in the object store and splits them into one part per
+worker, so no worker loads the corpus."""
 
 from __future__ import annotations
 

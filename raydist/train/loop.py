@@ -85,14 +85,20 @@ class ShardBatches:
                 else:
                     kept = None  # too large: stream every epoch (and free what was kept)
             yield batch
-        # every rank keeps its windows or none does: a shard that one rank stops reading would hold
-        # the others' next pass (Ray Data's split starts an epoch on all its consumers together)
+        # every rank keeps its windows or none does, so that all ranks draw their epochs the same
+        # way and stay in step
         fits = torch.tensor([0.0 if not kept else 1.0], device=self.device)
         if _all_sum(fits).item() == _world_size():
             self.kept = {k: torch.cat([b[k] for b in kept]) for k in kept[0]}
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self.epoch()
+
+
+def _shards(cfg: dict[str, Any]) -> tuple[Any, Any]:
+    """This worker's part of the training and validation windows (split by the driver)."""
+    rank = ray.train.get_context().get_world_rank()
+    return cfg["shards"]["train"][rank], cfg["shards"]["val"][rank]
 
 
 def _rank() -> int:
@@ -198,10 +204,9 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         if rank0:
             say(f"raydist: resumed at step {step} (epoch {epoch + 1}, batch {epoch_step})")
     keep = tc.keep_mb << 20
-    train_batches = ShardBatches(
-        ray.train.get_dataset_shard("train"), tc.batch_size, device, keep, tc.shuffle_buffer, tc.seed
-    )
-    val_batches = ShardBatches(ray.train.get_dataset_shard("val"), tc.batch_size, device, keep)
+    train, val = _shards(cfg)
+    train_batches = ShardBatches(train, tc.batch_size, device, keep, tc.shuffle_buffer, tc.seed)
+    val_batches = ShardBatches(val, tc.batch_size, device, keep)
     use_bf16 = device.type == "cuda"
     if step == 0:
         initial = validate(model, val_batches, loss_cfg, device)
@@ -309,10 +314,9 @@ def vocoder_loop_per_worker(cfg: dict[str, Any]) -> None:
         if rank0:
             say(f"raydist: resumed the vocoder at step {step} (epoch {epoch + 1}, batch {epoch_step})")
     keep = tc.keep_mb << 20
-    train_batches = ShardBatches(
-        ray.train.get_dataset_shard("train"), tc.batch_size, device, keep, tc.shuffle_buffer, tc.seed
-    )
-    val_batches = ShardBatches(ray.train.get_dataset_shard("val"), tc.batch_size, device, keep)
+    train, val = _shards(cfg)
+    train_batches = ShardBatches(train, tc.batch_size, device, keep, tc.shuffle_buffer, tc.seed)
+    val_batches = ShardBatches(val, tc.batch_size, device, keep)
     use_bf16 = device.type == "cuda"
     while epoch < tc.epochs:
         sums = torch.zeros(4, dtype=torch.float64)  # loss, mel, stft, batches
