@@ -95,10 +95,14 @@ class ShardBatches:
         return self.epoch()
 
 
-def _shards(cfg: dict[str, Any]) -> tuple[Any, Any]:
-    """This worker's part of the training and validation windows (split by the driver)."""
-    rank = ray.train.get_context().get_world_rank()
-    return cfg["shards"]["train"][rank], cfg["shards"]["val"][rank]
+def _batches(cfg: dict[str, Any], tc: TrainConfig, device) -> tuple[ShardBatches, ShardBatches]:
+    """Batches of this worker's part of the training and validation windows (split by the driver)."""
+    train, val = (cfg["shards"][k][ray.train.get_context().get_world_rank()] for k in ("train", "val"))
+    keep = tc.keep_mb << 20
+    return (
+        ShardBatches(train, tc.batch_size, device, keep, tc.shuffle_buffer, tc.seed),
+        ShardBatches(val, tc.batch_size, device, keep),
+    )
 
 
 def _rank() -> int:
@@ -203,10 +207,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         resumed_at.append(step)  # one entry per restart: a lost worker, a crash, or --resume
         if rank0:
             say(f"raydist: resumed at step {step} (epoch {epoch + 1}, batch {epoch_step})")
-    keep = tc.keep_mb << 20
-    train, val = _shards(cfg)
-    train_batches = ShardBatches(train, tc.batch_size, device, keep, tc.shuffle_buffer, tc.seed)
-    val_batches = ShardBatches(val, tc.batch_size, device, keep)
+    train_batches, val_batches = _batches(cfg, tc, device)
     use_bf16 = device.type == "cuda"
     if step == 0:
         initial = validate(model, val_batches, loss_cfg, device)
@@ -313,10 +314,7 @@ def vocoder_loop_per_worker(cfg: dict[str, Any]) -> None:
         resumed_at.append(step)
         if rank0:
             say(f"raydist: resumed the vocoder at step {step} (epoch {epoch + 1}, batch {epoch_step})")
-    keep = tc.keep_mb << 20
-    train, val = _shards(cfg)
-    train_batches = ShardBatches(train, tc.batch_size, device, keep, tc.shuffle_buffer, tc.seed)
-    val_batches = ShardBatches(val, tc.batch_size, device, keep)
+    train_batches, val_batches = _batches(cfg, tc, device)
     use_bf16 = device.type == "cuda"
     while epoch < tc.epochs:
         sums = torch.zeros(4, dtype=torch.float64)  # loss, mel, stft, batches
