@@ -148,7 +148,7 @@ def train(
     # split here into one equal part per worker (DDP steps stay in lockstep), which each worker finds
     # in its config. Handed to Ray Train as `datasets=`, the cut windows would be split again as
     # streams, through a dataset manager and a split coordinator per dataset, three more actor
-    # processes: a 1-epoch command took 3.7 s longer on 2 cores (bench/bench_train.py).
+    # processes: a 1-epoch command took 3.7 s longer on 2 cores (3 alternating runs each way).
     shards = {
         name: windows_dataset(t, features, train_cfg.window_s, train_cfg.window_hop_s, so, column)
         .materialize()
