@@ -1,16 +1,19 @@
 """raydist's codec (learned vocoder, and the Griffin-Lim fallback) beside Opus, on held-out clips.
 
     apt-get install espeak-ng fluidsynth fluid-soundfont-gm ffmpeg && pip install pesq
-    .venv/bin/python bench/bench_codec.py --seeds 3
+    .venv/bin/python bench/bench_codec.py --seeds 2                      # CPU: small preset
+    .venv/bin/python bench/bench_codec.py --preset base --latent-dim 44 --vae-epochs 175 --device cuda
+    .venv/bin/python bench/bench_codec.py --model runs/gpu/model.pt       # score checkpoints trained elsewhere
 
 Corpus (`featcorpus.py`): words spoken by espeak-ng voices and phrases played by General MIDI
-programs through fluidsynth, 16 kHz. The models train on the TUNE split and every figure is
-scored on the HELD split (other voices, other programs): scoring a learned codec on its training
-clips flatters it, and Opus has no such advantage.
+programs through fluidsynth, 16 kHz. The models train on the TUNE split plus `--speech` phrases per
+voice from 20 more espeak-ng voices (`featcorpus.build_speech`; 0 = the TUNE split alone), and
+every figure is scored on the HELD split (other voices, other programs, none of them trained on):
+scoring a learned codec on its training clips flatters it, and Opus has no such advantage.
 
-Per seed: a VAE trained with the shipped settings (`raydist.train.local.train_local`: the Ray
-loop's step, TrainConfig defaults), then its vocoder (`train_vocoder_local`, `raydist train
---stage vocoder`'s step and default epochs). The held clips go through `raydist compress` and
+Per seed: a VAE trained with the shipped step and settings (`raydist.train.local.train_local`,
+TrainConfig defaults but `--vae-epochs`), then its vocoder (`train_vocoder_local`, `raydist train
+--stage vocoder`'s step, `--vocoder-epochs`). The held clips go through `raydist compress` and
 `decompress` on a local Ray, once with the vocoder checkpoint and once with the VAE alone
 (Griffin-Lim; the same codes). Opus: ffmpeg's libopus at 6 and 12 kbps on the same clips, decoded
 back to 16 kHz. kbps from the bytes on disk on both sides. Measures: PESQ wide-band (speech),
@@ -35,10 +38,10 @@ import soundfile as sf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from featcorpus import FIELDS, build  # noqa: E402
+from featcorpus import FIELDS, build, build_speech  # noqa: E402
 
 from raydist.audio import decode  # noqa: E402
-from raydist.config import FeatureConfig, TrainConfig  # noqa: E402
+from raydist.config import FeatureConfig, ModelConfig, TrainConfig  # noqa: E402
 from raydist.eval.quality import logmel_l1, mrstft, si_sdr  # noqa: E402
 
 L1_FEATURES = FeatureConfig(n_fft=1024, win_length=1024)  # 64 bands, n_fft 1024
@@ -113,23 +116,45 @@ def raydist_rows(model: str, rows: list[dict], manifest: str, tmp: str, tag: str
     }
 
 
-def one_seed(seed: int, tune: str, held: str, rows: list[dict], tmp: str, vocoder_epochs: int) -> dict:
+def without_vocoder(model: str, out: str) -> str:
+    """A copy of a VAE + vocoder checkpoint with the vocoder left out: the Griffin-Lim fallback."""
+    import torch
+
+    from raydist.model.checkpoint import read_checkpoint
+
+    state, _ = read_checkpoint(model)
+    state = {k: v for k, v in state.items() if k not in ("vocoder", "vocoder_config", "discriminator")}
+    os.makedirs(out, exist_ok=True)
+    torch.save({**state, "stage": "vae"}, os.path.join(out, "model.pt"))
+    return os.path.join(out, "model.pt")
+
+
+def score_model(voc: str, rows: list[dict], held: str, tmp: str, tag: str) -> dict:
+    return {
+        "vocoder": raydist_rows(voc, rows, held, tmp, f"voc{tag}"),
+        "griffin-lim": raydist_rows(without_vocoder(voc, os.path.join(tmp, f"vae{tag}")), rows, held, tmp, f"gl{tag}"),
+    }
+
+
+def one_seed(seed: int, train: list[str], held: str, rows: list[dict], tmp: str, args) -> dict:
     from raydist.train.local import train_local, train_vocoder_local
 
+    shape = {"latent_dim": args.latent_dim} if args.latent_dim else {}
     t = time.perf_counter()
-    vae = train_local([tune], os.path.join(tmp, f"vae{seed}"), TrainConfig(seed=seed))
+    vae = train_local(
+        train,
+        os.path.join(tmp, f"vae{seed}"),
+        TrainConfig(seed=seed, epochs=args.vae_epochs),
+        ModelConfig.from_preset(args.preset, **shape),
+        device=args.device,
+    )
     t_vae = time.perf_counter() - t
     t = time.perf_counter()
-    voc = train_vocoder_local(
-        [tune], vae, os.path.join(tmp, f"voc{seed}"), TrainConfig(seed=seed, epochs=vocoder_epochs)
-    )
+    cfg = TrainConfig(seed=seed, epochs=args.vocoder_epochs)
+    voc = train_vocoder_local(train, vae, os.path.join(tmp, f"voc{seed}"), cfg, device=args.device)
     t_voc = time.perf_counter() - t
     print(f"seed {seed}: VAE {t_vae:.0f} s, vocoder {t_voc:.0f} s of training", file=sys.stderr)
-    return {
-        "train_s": {"vae": t_vae, "vocoder": t_voc},
-        "vocoder": raydist_rows(voc, rows, held, tmp, f"voc{seed}"),
-        "griffin-lim": raydist_rows(vae, rows, held, tmp, f"gl{seed}"),
-    }
+    return {"train_s": {"vae": t_vae, "vocoder": t_voc}, **score_model(voc, rows, held, tmp, str(seed))}
 
 
 def _mean_std(values: list[float]) -> str:
@@ -142,17 +167,22 @@ def table(result: dict) -> str:
         "| MR-STFT speech | SI-SDR speech (dB) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in ("vocoder", "griffin-lim"):
-        runs = [s[name] for s in result["seeds"]]
+    models = result.get("args", {}).get("model") or []
+    # one row per decoder, its mean ± std over seeds; or, scoring given checkpoints, one row per checkpoint
+    groups = [(i, [s]) for i, s in enumerate(result["seeds"])] if models else [(None, result["seeds"])]
+    for i, seeds in groups:
+        for name in ("vocoder", "griffin-lim"):
+            runs = [s[name] for s in seeds]
 
-        def col(kind: str, m: str, runs=runs) -> str:
-            return _mean_std([r[kind][m] for r in runs])
+            def col(kind: str, m: str, runs=runs) -> str:
+                return _mean_std([r[kind][m] for r in runs])
 
-        lines.append(
-            f"| raydist, {name} | {_mean_std([r['kbps'] for r in runs])} | {col('speech', 'pesq')} "
-            f"| {col('speech', 'logmel_l1')} | {col('instrument', 'logmel_l1')} | {col('speech', 'mrstft')} "
-            f"| {col('speech', 'si_sdr')} |"
-        )
+            label = f"raydist, {name}" + (f" ({models[i]})" if i is not None else "")
+            lines.append(
+                f"| {label} | {_mean_std([r['kbps'] for r in runs])} | {col('speech', 'pesq')} "
+                f"| {col('speech', 'logmel_l1')} | {col('instrument', 'logmel_l1')} | {col('speech', 'mrstft')} "
+                f"| {col('speech', 'si_sdr')} |"
+            )
     for kbps in OPUS_KBPS:
         o = result["opus"][str(kbps)]
         lines.append(
@@ -172,9 +202,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--every", type=int, default=5, help="score every N-th held clip")
+    ap.add_argument("--speech", type=int, default=60, help="extra training phrases per build_speech voice (0: none)")
+    ap.add_argument("--preset", default="small", help="VAE preset (the vocoder takes the preset's shape)")
+    ap.add_argument("--latent-dim", type=int, default=0, help="latent dims (0: the preset's); sets the bitrate")
     from raydist.cli.commands import VOCODER_EPOCHS
 
+    ap.add_argument("--vae-epochs", type=int, default=TrainConfig().epochs, help="the shipped default")
     ap.add_argument("--vocoder-epochs", type=int, default=VOCODER_EPOCHS, help="the shipped default")
+    ap.add_argument("--device", default="cpu", help="where the models train: cpu or cuda (bf16 autocast)")
+    ap.add_argument("--model", nargs="*", default=[], help="score these VAE + vocoder checkpoints; train none")
     ap.add_argument("--json", default="bench-codec.json")
     args = ap.parse_args()
     if shutil.which("ffmpeg") is None:
@@ -182,13 +218,18 @@ def main() -> None:
     from raydist.cluster.session import init_ray
 
     with tempfile.TemporaryDirectory() as tmp:
-        tune, held = build(os.path.join(tmp, "tune"), "tune"), build(os.path.join(tmp, "held"), "held")
+        train = [] if args.model else [build(os.path.join(tmp, "tune"), "tune")]
+        if args.speech and not args.model:
+            train.append(build_speech(os.path.join(tmp, "speech"), args.speech))
+        held = build(os.path.join(tmp, "held"), "held")
         scored, rows = held_subset(held, args.every, tmp)
-        print(f"training on {tune}; scoring {len(rows)} held clips", file=sys.stderr)
-        result = {"opus": {str(k): opus(rows, k, tmp) for k in OPUS_KBPS}, "seeds": []}
+        print(f"training on {train}; scoring {len(rows)} held clips", file=sys.stderr)
+        result = {"args": vars(args), "opus": {str(k): opus(rows, k, tmp) for k in OPUS_KBPS}, "seeds": []}
         init_ray()
-        for seed in range(args.seeds):
-            result["seeds"].append(one_seed(seed, tune, scored, rows, tmp, args.vocoder_epochs))
+        runs = [lambda i=i, m=m: score_model(m, rows, scored, tmp, str(i)) for i, m in enumerate(args.model)]
+        runs = runs or [lambda s=s: one_seed(s, train, scored, rows, tmp, args) for s in range(args.seeds)]
+        for run in runs:
+            result["seeds"].append(run())
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=1)
     print(table(result))

@@ -26,6 +26,23 @@ def test_writer_side_modules_import_no_torch():
     assert out.stdout.strip() == "[]"
 
 
+def test_model_codec_and_in_process_trainer_run_without_ray():
+    """Audio and model math, the codec and `train.local` are plain torch: they import and train
+    where Ray is not installed (a bare GPU box), and pull in no Ray module."""
+    code = (
+        "import sys\n"
+        "class NoRay:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'ray': raise ImportError('ray is not installed')\n"
+        "sys.meta_path.insert(0, NoRay())\n"
+        "import raydist.train.local, raydist.codec.codec, raydist.embedding.encode, raydist.eval.quality, raydist.hear\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def _modules() -> list[str]:
     return [os.path.join(d, f) for d, _, files in os.walk(PACKAGE) for f in files if f.endswith(".py")]
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import ray
 import torch
 
 from raydist.audio import AudioError, LogMel, decode
@@ -87,6 +86,8 @@ def windows_dataset(
     column: str = "logmel",
 ) -> ray.data.Dataset:
     """One row per training window: logmel (n_mels, frames), or wave (samples) for the vocoder."""
+    import ray  # here, so the in-process trainer (`train.local`) runs where Ray is not installed
+
     ds = ray.data.from_arrow(table.select(["uri"]))
     ds = ds.repartition(max(1, min(64, table.num_rows // 8)))
     return ds.map_batches(
