@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +15,9 @@ import torch
 
 from raydist.audio import AudioError, LogMel, decode
 from raydist.config import FeatureConfig
+
+if TYPE_CHECKING:
+    import ray
 
 
 def is_validation(clip_id: str, fraction: float) -> bool:
