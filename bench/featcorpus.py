@@ -76,6 +76,11 @@ def build(root: str, split: str, seed: int = 0) -> str:
             name = f"audio/{family}_{program}_{k}.wav"
             jobs.append((_play, program, int(rng.integers(2**31)), os.path.join(root, name)))
             rows.append({"uri": name, "id": name, "kind": "instrument", "family": family, "program": str(program)})
+    return _write(root, jobs, rows)
+
+
+def _write(root: str, jobs: list[tuple], rows: list[dict]) -> str:
+    """Run the (function, *args) jobs that write the clips, then root/manifest.csv; return its path."""
     with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
         list(pool.map(lambda j: j[0](*j[1:]), jobs))
     path = os.path.join(root, "manifest.csv")
@@ -183,13 +188,8 @@ def build_speech(root: str, utterances: int = 60, seed: int = 0) -> str:
     for voice, k in itertools.product(SPEECH_VOICES, range(utterances)):
         text = " ".join(rng.choice(VOCABULARY, int(rng.integers(1, 6))))
         name = f"audio/{voice.replace('+', '_')}_{k}.flac"
-        jobs.append((voice, text, int(rng.integers(130, 200)), int(rng.integers(30, 70)), os.path.join(root, name)))
+        jobs.append(
+            (_say, voice, text, int(rng.integers(130, 200)), int(rng.integers(30, 70)), os.path.join(root, name))
+        )
         rows.append({"uri": name, "id": name, "kind": "speech", "word": text, "voice": voice})
-    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        list(pool.map(lambda j: _say(*j), jobs))
-    path = os.path.join(root, "manifest.csv")
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS, restval="")
-        w.writeheader()
-        w.writerows(rows)
-    return path
+    return _write(root, jobs, rows)

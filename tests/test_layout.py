@@ -14,6 +14,13 @@ PACKAGE = os.path.join(ROOT, "raydist")
 MAX_LINES = 400
 
 
+def _python(code: str) -> str:
+    """What a fresh interpreter running `code` prints (it must exit 0)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_writer_side_modules_import_no_torch():
     """Writer tasks unpickle the specs' table splits; a torch import there cost ~1.5 CPU-s per process."""
     code = (
@@ -21,9 +28,7 @@ def test_writer_side_modules_import_no_torch():
         "raydist.io.store, raydist.codec.format, raydist.audio.rates, raydist.embedding.features; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchaudio')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _python(code) == "[]"
 
 
 def test_model_codec_and_in_process_trainer_run_without_ray():
@@ -38,9 +43,7 @@ def test_model_codec_and_in_process_trainer_run_without_ray():
         "import raydist.train.local, raydist.codec.codec, raydist.embedding.encode, raydist.eval.quality, raydist.hear\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _python(code) == "[]"
 
 
 def _modules() -> list[str]:
