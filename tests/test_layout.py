@@ -31,7 +31,7 @@ def test_writer_side_modules_import_no_torch():
     assert _python(code) == "[]"
 
 
-def test_model_codec_and_in_process_trainer_run_without_ray():
+def test_model_codec_and_in_process_trainer_run_without_ray(tmp_path):
     """Audio and model math, the codec and `train.local` are plain torch: they import and train
     where Ray is not installed (a bare GPU box), and pull in no Ray module."""
     code = (
@@ -41,9 +41,15 @@ def test_model_codec_and_in_process_trainer_run_without_ray():
         "        if name.split('.')[0] == 'ray': raise ImportError('ray is not installed')\n"
         "sys.meta_path.insert(0, NoRay())\n"
         "import raydist.train.local, raydist.codec.codec, raydist.embedding.encode, raydist.eval.quality, raydist.hear\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"
+        "from raydist.config import ModelConfig, TrainConfig\n"
+        "from raydist.demo.corpus import write_corpus\n"
+        "from raydist.model.checkpoint import read_checkpoint\n"
+        f"corpus = write_corpus({str(tmp_path)!r}, n_clips=8)\n"
+        f"uri = raydist.train.local.train_local([corpus], {str(tmp_path / 'm')!r}, TrainConfig(batch_size=4), "
+        "ModelConfig.from_preset('small', hidden=16), steps=2)\n"
+        "print(read_checkpoint(uri)[0]['step'], sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"
     )
-    assert _python(code) == "[]"
+    assert _python(code) == "2 []"
 
 
 def _modules() -> list[str]:
