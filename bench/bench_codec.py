@@ -2,7 +2,7 @@
 
     apt-get install espeak-ng fluidsynth fluid-soundfont-gm ffmpeg && pip install pesq
     .venv/bin/python bench/bench_codec.py --seeds 2                      # CPU: small preset
-    .venv/bin/python bench/bench_codec.py --preset base --latent-dim 44 --vae-epochs 175 --device cuda
+    .venv/bin/python bench/bench_codec.py --preset base --latent-dim 44 --vae-epochs 172 --device cuda
     .venv/bin/python bench/bench_codec.py --model runs/gpu/model.pt       # score checkpoints trained elsewhere
 
 Corpus (`featcorpus.py`): words spoken by espeak-ng voices and phrases played by General MIDI
@@ -117,16 +117,15 @@ def raydist_rows(model: str, rows: list[dict], manifest: str, tmp: str, tag: str
 
 
 def without_vocoder(model: str, out: str) -> str:
-    """A copy of a VAE + vocoder checkpoint with the vocoder left out: the Griffin-Lim fallback."""
-    import torch
-
-    from raydist.model.checkpoint import read_checkpoint
+    """The VAE of a VAE + vocoder checkpoint saved alone: what decodes through the Griffin-Lim fallback."""
+    from raydist.config import LossConfig
+    from raydist.model.checkpoint import load_model, read_checkpoint, save_checkpoint
 
     state, _ = read_checkpoint(model)
-    state = {k: v for k, v in state.items() if k not in ("vocoder", "vocoder_config", "discriminator")}
-    os.makedirs(out, exist_ok=True)
-    torch.save({**state, "stage": "vae"}, os.path.join(out, "model.pt"))
-    return os.path.join(out, "model.pt")
+    m = load_model(model)
+    return save_checkpoint(
+        out, m.vae, m.features, LossConfig.from_dict(state["loss_config"]), state["step"], state["epoch"]
+    )
 
 
 def score_model(voc: str, rows: list[dict], held: str, tmp: str, tag: str) -> dict:

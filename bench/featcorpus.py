@@ -99,81 +99,18 @@ SPEECH_VOICES = tuple(
     for accent, variant in zip(
         itertools.cycle(ACCENTS),
         (
-            "adam",
-            "Alex",
-            "Andy",
-            "Annie",
-            "belinda",
-            "benjamin",
-            "caleb",
-            "david",
-            "edward",
-            "john",
-            "linda",
-            "max",
-            "michel",
-            "paul",
-            "quincy",
-            "rob",
-            "robert",
-            "steph",
-            "zac",
-            "Lee",
-        ),
+            "adam Alex Andy Annie belinda benjamin caleb david edward john linda max michel paul quincy rob "
+            "robert steph zac Lee"
+        ).split(),
     )
 )
-VOCABULARY = WORDS + (
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "eight",
-    "nine",
-    "ten",
-    "hello",
-    "thank",
-    "you",
-    "please",
-    "open",
-    "close",
-    "door",
-    "window",
-    "light",
-    "music",
-    "play",
-    "next",
-    "back",
-    "up",
-    "down",
-    "house",
-    "green",
-    "blue",
-    "red",
-    "evening",
-    "coffee",
-    "bring",
-    "today",
-    "tomorrow",
-    "weather",
-    "cold",
-    "warm",
-    "river",
-    "mountain",
-    "garden",
-    "little",
-    "big",
-    "happy",
-    "quickly",
-    "slowly",
-    "station",
-    "train",
-    "market",
-    "seventeen",
-    "thirty",
-    "question",
-    "answer",
+VOCABULARY = WORDS + tuple(
+    (
+        "one two three four five six eight nine ten hello thank you please open close door window light "
+        "music play next back up down house green blue red evening coffee bring today tomorrow weather "
+        "cold warm river mountain garden little big happy quickly slowly station train market seventeen "
+        "thirty question answer"
+    ).split()
 )
 
 
