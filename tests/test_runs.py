@@ -171,6 +171,20 @@ def test_ray_processes_a_killed_local_run_left_are_stopped_by_the_next(tmp_path)
     assert [p for p in started if os.path.exists(f"/proc/{p}")] == []
 
 
+def test_after_shutdown_a_call_into_ray_starts_no_new_ray():
+    """A thread still calling Ray after the command's shutdown (an abandoned pipeline) gets an error."""
+    code = (
+        "import threading, ray, raydist.cluster.session as s; s.init_ray(num_cpus=1); s.shutdown()\n"
+        "def late():\n"
+        "    try: ray.put(1); print('put', flush=True)\n"
+        "    except Exception as e: print('refused', type(e).__name__, flush=True)\n"
+        "t = threading.Thread(target=late); t.start(); t.join()\n"
+        "print('initialized', ray.is_initialized(), flush=True)"
+    )
+    text = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert "refused" in text and "initialized False" in text, text
+
+
 @pytest.mark.slow
 def test_a_signal_stops_training_and_names_the_checkpoint_resume_uses(ray_session, tmp_path):
     from raydist.demo.corpus import write_corpus

@@ -61,7 +61,13 @@ def started_local() -> bool:
 
 
 def shutdown() -> None:
-    """Stop this process's Ray (a local one ends with it) and forget its record."""
+    """Stop this process's Ray (a local one ends with it) and forget its record. From here on a
+    call into Ray raises instead of starting a new local Ray: the thread of a pipeline abandoned on
+    SIGINT/SIGTERM still runs, and its next call did start one (once, in CI, the command then
+    exited 1 instead of 130)."""
+    import ray._private.auto_init_hook as auto_init  # ray 2.60
+
+    auto_init.enable_auto_connect = False
     ray.shutdown()
     _forget()
 
