@@ -165,21 +165,25 @@ def test_workers_default_to_one_per_node_with_all_its_cpus_or_one_per_gpu(monkey
         pick()
 
 
-def test_placement_group_cleaner_is_left_out_only_on_a_local_ray_this_process_started(
+def test_placement_group_cleaner_is_left_out_only_on_a_local_ray_this_process_started_and_no_datasets_callback(
     ray_session, monkeypatch, tmp_path
 ):
+    import ray.data
     from ray.train import ScalingConfig
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 
     from raydist.cluster import session
     from raydist.train.trainer import _Trainer
 
-    def kinds(local: bool) -> set[type]:
-        t = _Trainer(lambda cfg: None, scaling_config=ScalingConfig(num_workers=1), local=local)
+    def kinds(local: bool, datasets: dict | None = None) -> set[type]:
+        t = _Trainer(lambda cfg: None, scaling_config=ScalingConfig(num_workers=1), local=local, datasets=datasets)
         return {type(c) for c in t._create_default_callbacks()}
 
     assert PlacementGroupCleanerCallback in kinds(False)
     assert kinds(True) == kinds(False) - {PlacementGroupCleanerCallback}
+    # no dataset handed to Ray Train (the windows travel in the loop's config): no dataset manager
+    assert DatasetsCallback not in kinds(False) and DatasetsCallback in kinds(False, {"x": ray.data.range(1)})
     # the tests' shared Ray is one that this process started (init_ray records it) ...
     assert session.started_local()
     # ... and a Ray that it joined is not
