@@ -119,10 +119,10 @@ def raydist_rows(model: str, rows: list[dict], manifest: str, tmp: str, tag: str
 def without_vocoder(model: str, out: str) -> str:
     """The VAE of a VAE + vocoder checkpoint saved alone: what decodes through the Griffin-Lim fallback."""
     from raydist.config import LossConfig
-    from raydist.model.checkpoint import load_model, read_checkpoint, save_checkpoint
+    from raydist.model.checkpoint import checkpoint_file, model_from_state, read_checkpoint, save_checkpoint
 
-    state, _ = read_checkpoint(model)
-    m = load_model(model)
+    state, digest = read_checkpoint(model)
+    m = model_from_state(state, digest, checkpoint_file(model))
     return save_checkpoint(
         out, m.vae, m.features, LossConfig.from_dict(state["loss_config"]), state["step"], state["epoch"]
     )

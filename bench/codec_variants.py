@@ -59,7 +59,8 @@ def score(rows, refs, outs):
 
 @torch.inference_mode()
 def decode_codec(m, waves):
-    means = [dequantize(*((c := quantize(lat.mean)).codes, c.scale, c.n_frames)) for lat in encode_many(m, waves)]
+    codes = [quantize(lat.mean) for lat in encode_many(m, waves)]
+    means = [dequantize(c.codes, c.scale, c.n_frames) for c in codes]
     return latents_to_audio_batch(m, means, [len(w) for w in waves])
 
 
