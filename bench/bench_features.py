@@ -12,6 +12,8 @@ MIDI programs in 8 families), then for each seed runs the shipped commands as a 
 - word (10 classes), folds grouped by voice: test voices never seen by the probe;
 - speaker (6 voices), folds grouped by word: test words never seen by the probe;
 - instrument family (8), folds grouped by program: test programs never seen by the probe.
+It also probes the embedding's latent part alone (mean, std of the latent means: the embedding
+before the first-stage features were added) on the same checkpoints, as an ablation.
 The VAE trains unsupervised on the split's own audio (no labels). --split held uses voices and
 programs that no setting of the objective was tuned on; --split tune is the set that was.
 """
@@ -35,6 +37,7 @@ from featcorpus import build  # noqa: E402
 from raydist.config import FeatureConfig, LossConfig  # noqa: E402
 from raydist.eval.probe import baseline_features, probe  # noqa: E402
 from raydist.io.store import read_table  # noqa: E402
+from raydist.model.checkpoint import load_model  # noqa: E402
 
 TASKS = {
     "word": ("speech", "word", "voice"),
@@ -93,11 +96,13 @@ def main() -> None:
         by_id = dict(zip(clips["id"], clips["embedding"]))
         x = np.array([by_id[r["id"]] for r in rows], np.float32)
         meta = json.load(open(os.path.join(ckpt, "metrics.json")))["final"]
+        latent_part = 2 * load_model(ckpt).vae.cfg.latent_dim
         seeds.append(
             {
                 "seed": seed,
                 "train_s": train_s,
                 **probes(x, rows),
+                **{f"latents_only/{k}": v for k, v in probes(x[:, :latent_part], rows).items()},
                 **{k: meta.get(k) for k in ("val_loss", "active_dims")},
             }
         )
@@ -115,6 +120,9 @@ def main() -> None:
             f"{task:8s} {v.mean():>12.3f} ± {v.std():.3f} ({v.min():.3f}-{v.max():.3f}) "
             f"{report['logmel'][task]:8.3f} {report['mfcc'][task]:6.3f} {v.mean() - best:+8.3f}"
         )
+    print(
+        "latent part alone: " + ", ".join(f"{t} {np.mean([s[f'latents_only/{t}'] for s in seeds]):.3f}" for t in TASKS)
+    )
     print(f"training: {np.mean([s['train_s'] for s in seeds]) / 60:.1f} min per seed (whole `raydist train` command)")
     print(
         f"validation loss {np.mean([s['val_loss'] for s in seeds]):.3f}, active dims {[s['active_dims'] for s in seeds]}"

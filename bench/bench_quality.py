@@ -76,7 +76,7 @@ def main() -> None:
     report["steps"] = m.step
 
     features = {
-        "vae": np.stack([scene_embedding(lat.mean) for lat in lats]),
+        "vae": np.stack([scene_embedding(lat.mean, lat.early) for lat in lats]),
         "logmel": baseline_features(uris, "logmel", m.features),
         "mfcc": baseline_features(uris, "mfcc", m.features),
     }

@@ -74,7 +74,7 @@ def main() -> None:
 
     waves = [decode(u, m.features.sample_rate)[0] for u in uris]
     features = {
-        "vae": np.stack([scene_embedding(lat.mean) for lat in encode_many(m, waves)]),
+        "vae": np.stack([scene_embedding(lat.mean, lat.early) for lat in encode_many(m, waves)]),
         "logmel": baseline_features(uris, "logmel", m.features),
         "mfcc": baseline_features(uris, "mfcc", m.features),
     }

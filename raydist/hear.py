@@ -31,7 +31,7 @@ class HearModel(nn.Module):
         self.vae = loaded.vae
         self.sample_rate = loaded.features.sample_rate
         self.timestamp_embedding_size = loaded.vae.cfg.latent_dim
-        self.scene_embedding_size = 2 * loaded.vae.cfg.latent_dim
+        self.scene_embedding_size = 2 * (loaded.vae.cfg.latent_dim + loaded.vae.cfg.hidden)
 
 
 def load_model(model_file_path: str = "", **kwargs) -> HearModel:
@@ -61,7 +61,8 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
 
 
 def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
-    """(n_sounds, n_samples) -> (n_sounds, 2 D) float32: mean and std over time of the latents."""
+    """(n_sounds, n_samples) -> (n_sounds, 2 D + 2 H) float32: the clip embedding of `raydist embed`
+    (mean and std over time of the latents, then of the encoder's first-stage features)."""
     _check(audio)
     latents = encode_many(model.loaded, [w.detach().to(torch.float32).cpu().numpy() for w in audio])
-    return torch.from_numpy(np.stack([scene_embedding(lat.mean) for lat in latents])).float()
+    return torch.from_numpy(np.stack([scene_embedding(lat.mean, lat.early) for lat in latents])).float()

@@ -94,7 +94,7 @@ def test_clip_rows_describe_the_source(run):
         assert (r["sample_rate"], r["channels"]) == (sr, ch), name
         assert abs(r["duration_s"] - seconds) < 0.1, (name, r["duration_s"])
         assert r["n_frames"] == pytest.approx(seconds * 12.5, abs=2), (name, r["n_frames"])
-        assert len(r["embedding"]) == 64 and np.isfinite(r["embedding"]).all()
+        assert len(r["embedding"]) == 2 * (32 + 32) and np.isfinite(r["embedding"]).all()  # latents, first stage
     assert rows["a/silence.wav"]["active_fraction"] == 0.0
 
 
@@ -114,6 +114,9 @@ def test_frames_and_segments_line_up_with_clips(run):
     for clip_id, clip in clips.items():
         latents = np.array(frame_rows[clip_id]["mean"], np.float32)
         active = active_frames(np.array(frame_rows[clip_id]["energy"], np.float32))
+        # the clip embedding opens with the mean and std over time of the latent means
+        np.testing.assert_allclose(clip["embedding"][:32], latents.mean(0), rtol=1e-2, atol=5e-3)
+        np.testing.assert_allclose(clip["embedding"][32:64], latents.std(0), rtol=1e-2, atol=5e-3)
         # source segments tile the clip; each embedding is the mean latent of its active frames
         mine = sorted((s for s in segs if s["id"] == clip_id), key=lambda s: s["segment"])
         assert len(mine) == clip["n_segments"] >= 1
@@ -146,7 +149,7 @@ def test_outputs_read_without_raydist(run):
     n = duckdb.sql(f"select count(*) from '{clips_glob}'").fetchall()[0][0]
     assert n == len(GOOD) + 1
     dims = duckdb.sql(f"select len(embedding) from '{clips_glob}' limit 1").fetchall()[0][0]
-    assert dims == 64
+    assert dims == 128
     first = duckdb.sql(f"select mean[1] from '{os.path.join(out, 'frames', '*.parquet')}' limit 1").fetchall()[0][0]
     assert len(first) == 32
     assert len(pl.read_parquet(clips_glob)) == n
@@ -155,7 +158,7 @@ def test_outputs_read_without_raydist(run):
         for path in glob.glob(os.path.join(out, table, "*.parquet")):
             t = pq.read_table(path)
             assert t.schema.remove_metadata().equals(schema.remove_metadata(), check_metadata=False), table
-            assert t.schema.metadata[b"raydist.schema_version"] == b"2"
+            assert t.schema.metadata[b"raydist.schema_version"] == b"3"
             assert b"raydist.model_sha256" in t.schema.metadata
 
 

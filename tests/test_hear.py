@@ -16,7 +16,10 @@ def model(checkpoint):
 
 def test_model_attributes(model):
     assert model.sample_rate == 16000
-    assert (model.scene_embedding_size, model.timestamp_embedding_size) == (64, 32)
+    assert (model.scene_embedding_size, model.timestamp_embedding_size) == (
+        128,
+        32,
+    )  # 2 x (32 latent dims + 32 first-stage channels)
     assert isinstance(model, torch.nn.Module)
 
 
@@ -37,7 +40,7 @@ def test_timestamp_embeddings(model, seconds):
 def test_scene_embeddings(model):
     audio = torch.randn(4, 16000) * 0.1
     scene = hear.get_scene_embeddings(audio, model)
-    assert scene.dtype == torch.float32 and list(scene.shape) == [4, 64]
+    assert scene.dtype == torch.float32 and list(scene.shape) == [4, 128]
     single = hear.get_scene_embeddings(audio[1:2], model)
     torch.testing.assert_close(scene[1:2], single, atol=1e-5, rtol=0)
 

@@ -91,7 +91,8 @@ def test_chunked_encoding_equals_whole_file_encoding():
         np.testing.assert_allclose(part.logvar, whole.logvar, atol=1e-4)
         np.testing.assert_allclose(part.energy, whole.energy, atol=1e-5)
         np.testing.assert_allclose(part.cepstra, whole.cepstra, atol=1e-4)
-    assert whole.cepstra.shape == (376, 12)
+        np.testing.assert_allclose(part.early, whole.early, atol=1e-4)
+    assert whole.cepstra.shape == (376, 12) and whole.early.shape == (376, 16)
 
 
 def test_receptive_field_bounds_the_influence():
@@ -115,6 +116,31 @@ def test_encode_many_groups_equal_lengths_and_matches_single_encoding():
         alone = encode_many(m, [w])[0]
         np.testing.assert_allclose(lat.mean, alone.mean, atol=1e-5)
     assert scene_embedding(together[0].mean).shape == (64,)
+    assert scene_embedding(together[0].mean, together[0].early).shape == (64 + 32,)
+
+
+def test_early_features_are_the_first_stage_averaged_over_each_latent_frame():
+    m = _loaded()
+    wave = np.random.default_rng(3).standard_normal(16000 + 123).astype(np.float32) * 0.1
+    lat = encode_equal(m, torch.from_numpy(wave)[None])[0]
+    with torch.inference_mode():
+        x = m.vae.normalize(m.logmel(torch.from_numpy(wave))[None])
+        frames = x.shape[-1]
+        assert frames == 101  # -> 13 latent frames, the last padded with 3 zero mel frames
+        x = torch.nn.functional.pad(x, (0, 13 * 8 - frames))
+        stage = m.vae.encoder.net[1](m.vae.encoder.net[0](x))[0].numpy()  # input conv, one residual block
+    assert lat.early.shape == (13, 16)
+    for j in (0, 6, 12):
+        np.testing.assert_allclose(lat.early[j], stage[:, 8 * j : 8 * j + 8].mean(1), atol=1e-5)
+
+
+def test_clip_embedding_is_mean_and_std_of_latents_then_of_first_stage():
+    mean = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 8.0]], np.float32)
+    early = np.array([[1.0], [1.0], [4.0]], np.float32)
+    np.testing.assert_allclose(
+        scene_embedding(mean, early), [2.0, 4.0, np.sqrt(8 / 3), np.sqrt(26 / 3), 2.0, np.sqrt(2.0)], rtol=1e-6
+    )
+    np.testing.assert_allclose(scene_embedding(mean), [2.0, 4.0, np.sqrt(8 / 3), np.sqrt(26 / 3)], rtol=1e-6)
 
 
 def test_active_dims_and_pca_components():

@@ -1,7 +1,9 @@
 """Waveform -> latent sequence, and the time of each latent frame. Plain torch (no Ray): the Ray
 pipeline, the HEAR API, the codec and the benchmarks all call these.
 
-Besides the latents, each latent frame gets two plain measures of the log-mel it was encoded
+Besides the latents, each latent frame gets the encoder's first-stage features averaged over it
+(`early`: full-rate features that keep the fine spectral detail the bottleneck lets go; the clip
+embedding pools them) and two plain measures of the log-mel it was encoded
 from: its energy (activity) and its first cepstral coefficients (the spectral envelope, as MFCCs
 describe it), which source segmentation uses beside the latents.
 
@@ -26,7 +28,7 @@ from raydist.model.vae import AudioVAE, receptive_field
 
 CHUNK_LATENTS = 750  # latent frames encoded at once (60 s at 12.5 fps): bounds memory
 N_CEPSTRA = 12  # cepstral coefficients c1..c12 kept per latent frame (c0 is the energy)
-FIELDS = ("mean", "logvar", "energy", "cepstra")
+FIELDS = ("mean", "logvar", "energy", "cepstra", "early")
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Latents:
     logvar: np.ndarray  # (L, D) float32
     energy: np.ndarray  # (L,) mean log-mel per latent frame: an activity measure
     cepstra: np.ndarray  # (L, N_CEPSTRA) DCT-II (ortho) coefficients c1.. of the mean log-mel per latent frame
+    early: np.ndarray  # (L, hidden) the encoder's first stage (mel frame rate) averaged over each latent frame
 
 
 @lru_cache(maxsize=8)
@@ -74,12 +77,10 @@ def _device(m: LoadedModel) -> torch.device:
 def encode_equal(m: LoadedModel, waves: torch.Tensor) -> list[Latents]:
     """Encode a (B, N) batch of equal-length waveforms in one forward pass."""
     logmel = m.logmel(waves.to(_device(m), non_blocking=True))  # (B, n_mels, T)
-    mean, logvar = m.vae.encode(logmel)  # (B, D, L)
+    mean, logvar, early = m.vae.encode_early(logmel)  # (B, D, L), (B, D, L), (B, hidden, L)
     energy, cepstra = _pool(logmel, m.vae.cfg.downsample, mean.shape[-1])
-    return [
-        Latents(*(t[i].float().cpu().numpy() for t in (mean.transpose(1, 2), logvar.transpose(1, 2), energy, cepstra)))
-        for i in range(len(waves))
-    ]
+    per_clip = (mean.transpose(1, 2), logvar.transpose(1, 2), energy, cepstra, early.transpose(1, 2))
+    return [Latents(*(t[i].float().cpu().numpy() for t in per_clip)) for i in range(len(waves))]
 
 
 @torch.inference_mode()
@@ -94,10 +95,10 @@ def encode_long(m: LoadedModel, wave: torch.Tensor, chunk: int = CHUNK_LATENTS) 
         j1 = min(n_lat, j0 + chunk)
         a, b = max(0, j0 - ctx), min(n_lat, j1 + ctx)
         logmel = m.logmel.frames(wave, a * d, min(n_mel, b * d))[None]  # (1, n_mels, <= (b - a) d)
-        mean, logvar = m.vae.encode(logmel)
+        mean, logvar, early = m.vae.encode_early(logmel)
         energy, cepstra = _pool(logmel, d, mean.shape[-1])
         keep = slice(j0 - a, j1 - a)
-        pieces = (mean[0, :, keep].T, logvar[0, :, keep].T, energy[0, keep], cepstra[0, keep])
+        pieces = (mean[0, :, keep].T, logvar[0, :, keep].T, energy[0, keep], cepstra[0, keep], early[0, :, keep].T)
         parts.append(Latents(*(t.float().cpu().numpy() for t in pieces)))
     return Latents(*(np.concatenate([getattr(p, k) for p in parts]) for k in FIELDS))
 

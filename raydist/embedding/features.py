@@ -16,9 +16,12 @@ SILENCE_BELOW_PEAK = 6.9  # nats of log-mel power (30 dB) under the clip's loude
 SILENCE_FLOOR = -9.2  # log(1e-4): frames quieter than this are silent whatever the peak
 
 
-def scene_embedding(mean: np.ndarray) -> np.ndarray:
-    """(L, D) latent means -> (2 D,) [mean over time, std over time]: the clip embedding."""
-    return np.concatenate([mean.mean(0), mean.std(0)]).astype(np.float32)
+def scene_embedding(mean: np.ndarray, early: np.ndarray | None = None) -> np.ndarray:
+    """(L, D) latent means and (L, H) first-stage features -> the clip embedding (2 D + 2 H,):
+    [mean over time, std over time] of the latent means, then of the first-stage features.
+    Without `early`, the (2 D,) latent part alone (what the invariance term trains)."""
+    parts = [mean] if early is None else [mean, early]
+    return np.concatenate([s for x in parts for s in (x.mean(0), x.std(0))]).astype(np.float32)
 
 
 def active_frames(energy: np.ndarray) -> np.ndarray:
@@ -43,7 +46,7 @@ class Regions:
 
 @dataclass
 class ClipFeatures:
-    embedding: np.ndarray  # (2 D,) scene embedding
+    embedding: np.ndarray  # (2 D + 2 H,) clip embedding (`scene_embedding`)
     energy_mean: float  # mean log-mel energy
     active_fraction: float  # share of active latent frames
     novelty: np.ndarray  # (L,) event-level novelty before each frame
@@ -86,8 +89,10 @@ def clip_features(
     downsample: int,
     features: FeatureConfig,
     cepstra: np.ndarray | None = None,
+    early: np.ndarray | None = None,
 ) -> ClipFeatures:
-    """(L, D) latent means, (L,) energy and (L, C) cepstra of one clip -> its ClipFeatures.
+    """(L, D) latent means, (L,) energy, (L, C) cepstra and (L, H) first-stage features of one
+    clip -> its ClipFeatures.
     Source segments split and merge on the latents and the cepstra (weighted by
     cfg.cepstral_weight); without cepstra, on the latents alone."""
     n, rate = len(mean), features.frame_rate / downsample
@@ -122,7 +127,7 @@ def clip_features(
         True,
     )
     return ClipFeatures(
-        embedding=scene_embedding(mean),
+        embedding=scene_embedding(mean, early),
         energy_mean=float(energy.mean()),
         active_fraction=float(active.mean()),
         novelty=curve,

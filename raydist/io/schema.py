@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"  # 2: events/ added, segments/ are source segments (1: segments were events)
+SCHEMA_VERSION = "3"  # 3: clips.embedding adds the first-stage features; 2: events/ added, segments/ are
+# source segments (1: segments were events)
 TABLES = ("frames", "clips", "events", "segments", "errors", "codes")
 
 
@@ -61,7 +62,8 @@ CLIPS = pa.schema(
         _f(
             "embedding",
             pa.list_(pa.float32()),
-            "clip embedding (2 x latent dims): mean then std over time of the latent means; what the invariance term trains",
+            "clip embedding (2 x latent dims + 2 x encoder channels): mean then std over time of the latent "
+            "means (the part the invariance term trains), then of the encoder's first-stage features",
         ),
         _f("energy_mean", pa.float32(), "mean log-mel energy, nats (loudness)"),
         _f(

@@ -22,12 +22,21 @@ class Encoder(nn.Module):
             layers += [*res_stack(cfg.hidden, cfg.res_blocks), down(cfg.hidden)]
         layers += [*res_stack(cfg.hidden, cfg.res_blocks), nn.GELU(), nn.Conv1d(cfg.hidden, 2 * cfg.latent_dim, 1)]
         self.net = nn.Sequential(*layers)
+        self.stem = 1 + cfg.res_blocks  # input conv + first residual stage: the full mel frame rate
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, raw = self.net(x).chunk(2, dim=1)  # (B, latent, L) each
+        mean, logvar, _ = self.stages(x)
+        return mean, logvar
+
+    def stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, n_mels, T) -> mean, logvar (B, latent, L) and the first stage's output (B, hidden, T):
+        features at the mel frame rate, before any downsampling, that keep spectral detail the
+        bottleneck lets go (the clip embedding pools them)."""
+        early = self.net[: self.stem](x)
+        mean, raw = self.net[self.stem :](early).chunk(2, dim=1)  # (B, latent, L) each
         # soft bound: posterior std stays in (e^-3, e^3); an unbounded log-variance early in
         # training (beta ~ 0 during warm-up) can blow the sample z up and the loss with it
-        return mean, LOGVAR_BOUND * torch.tanh(raw / LOGVAR_BOUND)
+        return mean, LOGVAR_BOUND * torch.tanh(raw / LOGVAR_BOUND), early
 
 
 class Decoder(nn.Module):
@@ -44,8 +53,9 @@ class Decoder(nn.Module):
 
 
 def pool(mean: torch.Tensor) -> torch.Tensor:
-    """(B, D, L) latent means -> (B, 2 D) [mean over time, std over time]: the clip embedding
-    (`embedding.features.scene_embedding` is the same for one clip, in numpy)."""
+    """(B, D, L) latent means -> (B, 2 D) [mean over time, std over time]: the latent part of the
+    clip embedding, which the invariance term trains (`embedding.features.scene_embedding`
+    without first-stage features is the same for one clip, in numpy)."""
     return torch.cat([mean.mean(-1), mean.std(-1, unbiased=False)], dim=1)
 
 
@@ -76,6 +86,14 @@ class AudioVAE(nn.Module):
         x = self.normalize(logmel)
         pad = self.latent_frames(x.shape[-1]) * self.cfg.downsample - x.shape[-1]
         return self.encoder(F.pad(x, (0, pad)))  # zeros = the normalisation mean
+
+    def encode_early(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`encode`, plus the encoder's first stage averaged over each latent frame's mel frames:
+        (B, hidden, L)."""
+        x = self.normalize(logmel)
+        n = self.latent_frames(x.shape[-1])
+        mean, logvar, early = self.encoder.stages(F.pad(x, (0, n * self.cfg.downsample - x.shape[-1])))
+        return mean, logvar, early.reshape(*early.shape[:2], n, self.cfg.downsample).mean(-1)
 
     def decode(self, z: torch.Tensor, frames: int | None = None) -> torch.Tensor:
         """(B, latent_dim, L) -> (B, n_mels, frames or downsample * L) log-mel."""

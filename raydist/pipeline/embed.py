@@ -87,7 +87,9 @@ class EncodeBatch:
         feats = [
             None
             if lat is None
-            else clip_features(lat.mean, lat.energy, d, self.segments, m.vae.cfg.downsample, m.features, lat.cepstra)
+            else clip_features(
+                lat.mean, lat.energy, d, self.segments, m.vae.cfg.downsample, m.features, lat.cepstra, lat.early
+            )
             for lat, d in zip(results, durations)
         ]
         out: dict[str, Any] = {k: batch.column(k) for k in CLIP_COLUMNS}
