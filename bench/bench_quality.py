@@ -8,8 +8,8 @@ Writes the demo corpus (200 clips, 5 classes, events between silences), trains a
 the shipped trainer's step and settings (`raydist.train.local`: TrainConfig/ModelConfig/LossConfig
 defaults, global batch of workers x batch_size windows) for --epochs (or exactly --steps), or
 takes --model, then reports, all in one run:
-- probe accuracy (grouped 5-fold; logistic and MLP) of the clip embedding against log-mel and
-  MFCC mean/std;
+- probe accuracy (grouped 5-fold; logistic and MLP) of the clip embedding, and of its latent
+  part alone, against log-mel and MFCC mean/std;
 - boundary precision/recall/F at 0.5 s and 0.25 s of novelty on the latents alone, on the latents
   plus the activity channel (what `raydist embed` writes), on raw log-mel (the baseline), and on
   raw log-mel plus the same activity channel.
@@ -77,6 +77,7 @@ def main() -> None:
 
     features = {
         "vae": np.stack([scene_embedding(lat.mean, lat.early) for lat in lats]),
+        "vae_latent_part": np.stack([scene_embedding(lat.mean) for lat in lats]),
         "logmel": baseline_features(uris, "logmel", m.features),
         "mfcc": baseline_features(uris, "mfcc", m.features),
     }

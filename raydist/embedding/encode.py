@@ -3,9 +3,9 @@ pipeline, the HEAR API, the codec and the benchmarks all call these.
 
 Besides the latents, each latent frame gets the encoder's first-stage features averaged over it
 (`early`: full-rate features that keep the fine spectral detail the bottleneck lets go; the clip
-embedding pools them) and two plain measures of the log-mel it was encoded
-from: its energy (activity) and its first cepstral coefficients (the spectral envelope, as MFCCs
-describe it), which source segmentation uses beside the latents.
+embedding pools them) and two plain measures of the log-mel it was encoded from: its energy
+(activity) and its first cepstral coefficients (the spectral envelope, as MFCCs describe it),
+which source segmentation uses beside the latents.
 
 Long audio is encoded in chunks of latent frames with `receptive_field` frames of context on each
 side, so results equal whole-file encoding; clips of equal length are stacked into one batch.
