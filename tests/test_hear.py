@@ -16,10 +16,8 @@ def model(checkpoint):
 
 def test_model_attributes(model):
     assert model.sample_rate == 16000
-    assert (model.scene_embedding_size, model.timestamp_embedding_size) == (
-        128,
-        32,
-    )  # 2 x (32 latent dims + 32 first-stage channels)
+    # scene: mean and std of 32 latent dims and of 32 first-stage channels
+    assert (model.scene_embedding_size, model.timestamp_embedding_size) == (128, 32)
     assert isinstance(model, torch.nn.Module)
 
 

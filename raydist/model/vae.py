@@ -81,19 +81,21 @@ class AudioVAE(nn.Module):
     def latent_frames(self, mel_frames: int) -> int:
         return -(-mel_frames // self.cfg.downsample)
 
-    def encode(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, n_mels, T) log-mel -> mean, logvar (B, latent_dim, ceil(T / downsample))."""
+    def _encoder_input(self, logmel: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) log-mel -> normalised, padded to whole latent frames (B, n_mels, L * downsample)."""
         x = self.normalize(logmel)
         pad = self.latent_frames(x.shape[-1]) * self.cfg.downsample - x.shape[-1]
-        return self.encoder(F.pad(x, (0, pad)))  # zeros = the normalisation mean
+        return F.pad(x, (0, pad))  # zeros = the normalisation mean
+
+    def encode(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n_mels, T) log-mel -> mean, logvar (B, latent_dim, ceil(T / downsample))."""
+        return self.encoder(self._encoder_input(logmel))
 
     def encode_early(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`encode`, plus the encoder's first stage averaged over each latent frame's mel frames:
         (B, hidden, L)."""
-        x = self.normalize(logmel)
-        n = self.latent_frames(x.shape[-1])
-        mean, logvar, early = self.encoder.stages(F.pad(x, (0, n * self.cfg.downsample - x.shape[-1])))
-        return mean, logvar, early.reshape(*early.shape[:2], n, self.cfg.downsample).mean(-1)
+        mean, logvar, early = self.encoder.stages(self._encoder_input(logmel))
+        return mean, logvar, early.reshape(*early.shape[:2], mean.shape[-1], self.cfg.downsample).mean(-1)
 
     def decode(self, z: torch.Tensor, frames: int | None = None) -> torch.Tensor:
         """(B, latent_dim, L) -> (B, n_mels, frames or downsample * L) log-mel."""
