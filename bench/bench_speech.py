@@ -7,7 +7,8 @@ Speaks WORDS with every voice in VOICES at every speed in SPEEDS (espeak-ng, 22.
 a VAE on that corpus with the shipped trainer's step and settings (`raydist.train.local`), or takes
 --model, and runs the grouped 5-fold logistic probe on
 two tasks: which word (folds grouped by voice: unseen voices at test time) and which voice (folds
-grouped by word). Prints one table and writes it as JSON.
+grouped by word), on the clip embedding, on its latent part alone (ablation), and on log-mel and
+MFCC mean/std of the same clips. Prints one table and writes it as JSON.
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ def main() -> None:
     from raydist.audio import decode
 
     waves = [decode(u, m.features.sample_rate)[0] for u in uris]
+    vae = np.stack([scene_embedding(lat.mean, lat.early) for lat in encode_many(m, waves)])
     features = {
-        "vae": np.stack([scene_embedding(lat.mean, lat.early) for lat in encode_many(m, waves)]),
+        "vae": vae,
+        "vae-latent": vae[:, : 2 * m.vae.cfg.latent_dim],  # the latent part alone (ablation)
         "logmel": baseline_features(uris, "logmel", m.features),
         "mfcc": baseline_features(uris, "mfcc", m.features),
     }
