@@ -12,6 +12,7 @@ updates in place on a terminal, a plain line every 10 s otherwise. `--verbose` s
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import os
 import re
 import sys
@@ -36,6 +37,7 @@ LOG_RECORD = re.compile(
 )
 
 _terminal: TextIO | None = None  # the real console, once quiet() runs
+_log: TextIO | None = None
 _log_path: str | None = None
 
 
@@ -45,10 +47,11 @@ def log_path() -> str | None:
 
 def quiet(log_dir: str, command: str, verbose: bool = False) -> str:
     """Route this process's stdout and stderr through the filter; returns the log file's path."""
-    global _terminal, _log_path
+    global _terminal, _log, _log_path
     os.makedirs(log_dir, exist_ok=True)
     _log_path = os.path.join(log_dir, f"{time.strftime('%Y%m%d-%H%M%S')}-{command}-{os.getpid()}.log")
-    log = open(_log_path, "a", buffering=1, errors="replace")
+    _log = log = open(_log_path, "a", buffering=1, errors="replace")
+    faulthandler.enable(file=log, all_threads=True)  # a crash leaves every thread's Python stack in the log
     sys.stdout.flush()
     sys.stderr.flush()
     outs, pumps = {}, []
@@ -74,17 +77,24 @@ def end_now(code: int) -> None:
     Only for the `raydist` command (quiet() ran); elsewhere a plain SystemExit."""
     if not _pumps:
         raise SystemExit(code)
-    _drain(_pumps)
+    settle()
     os._exit(code)
+
+
+def settle() -> None:
+    """Pass on what is still in the pipes; from here on what this process prints goes to the log
+    only (for what runs after the command's last line: Ray's shutdown)."""
+    if _pumps:
+        _drain(_pumps)
 
 
 def _drain(pumps: list[threading.Thread]) -> None:
     """At exit: end the pipes and let the pumps pass on what is still in them."""
     sys.stdout.flush()
     sys.stderr.flush()
-    null = os.open(os.devnull, os.O_WRONLY)
+    to = _log.fileno() if _log is not None and not _log.closed else os.open(os.devnull, os.O_WRONLY)
     for fd in (1, 2):
-        os.dup2(null, fd)  # the pipes' last write ends close: the pumps read to the end
+        os.dup2(to, fd)  # the pipes' last write ends close: the pumps read to the end
     for t in pumps:
         t.join(timeout=2)
 

@@ -62,10 +62,15 @@ def on_signals(raise_first: bool = False) -> Iterator[list[int]]:
             signal.signal(s, h)
 
 
-def run_until_signal(work: Callable[[], None]) -> int:
+def run_until_signal(work: Callable[[], None], stop: Callable[[], None] | None = None, wait_s: float = 30.0) -> int:
     """Run `work` in a daemon thread while the main thread waits for it or for SIGINT/SIGTERM
     (a main thread blocked inside Ray's iterators may never see a signal). Returns the signal
-    that came first, or 0 when `work` finished; `work`'s exception is raised here."""
+    that came first, or 0 when `work` finished; `work`'s exception is raised here.
+
+    On a signal, `stop()` runs here (it keeps what is finished and asks `work` to end) and `work`
+    gets up to `wait_s` to end before this returns: a thread still inside Ray when the command
+    shuts Ray down can crash the process (seen once in CI: a SIGINT-ed `raydist embed` that had
+    committed its work exited -11 instead of 130). A second signal still exits at once."""
     failure: list[BaseException] = []
 
     def target() -> None:
@@ -80,6 +85,9 @@ def run_until_signal(work: Callable[[], None]) -> int:
         while thread.is_alive() and not received:
             thread.join(0.2)
         if received:
+            if stop is not None:
+                stop()
+            thread.join(wait_s)
             return received[0]
     if failure:
         raise failure[0]

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -101,6 +102,34 @@ def test_a_signal_commits_finished_work_and_says_how_to_continue(ray_session, ch
     one_row_per_input(out, n)
 
 
+@pytest.mark.slow
+def test_an_interrupted_run_leaves_no_pipeline_thread_running(ray_session, checkpoint, files, tmp_path):
+    """The CLI shuts Ray down right after an interrupt: a pipeline thread still inside Ray then
+    can crash the process (once in CI: exit -11 instead of 130). The run ends its pipeline first."""
+    from ray.data._internal.execution.streaming_executor import StreamingExecutor
+
+    from raydist.config import OutputConfig, ResourceConfig
+    from raydist.pipeline.runner import RunInterrupted
+
+    n, out = 4_000, str(tmp_path / "out")
+    m = manifest(files, str(tmp_path / "m.csv"), n)
+
+    def interrupt() -> None:
+        while not RunStore(out).log():
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(RunInterrupted) as caught:
+        embed([m], out, checkpoint, ResourceConfig(actors=1), OutputConfig(commit_seconds=2), progress=False)
+    left = [t.name for t in threading.enumerate() if isinstance(t, StreamingExecutor) or t.name == "raydist-work"]
+    assert left == []
+    committed = caught.value.summary.ok
+    assert 0 < committed < n and caught.value.remaining == n - committed
+    assert read_table(out, "clips").num_rows == committed
+    assert RunStore(out).records()[-1]["state"] == "interrupted"
+
+
 def embed_driver(address: str, checkpoint: str, m: str, out: str, output: dict, so: dict | None = None):
     """`embed` in a driver process of its own on the session's Ray; prints its counts."""
     code = (
@@ -155,12 +184,26 @@ def test_a_run_started_mid_way_leaves_the_first_runs_staging_alone(ray_session, 
     one_row_per_input(out, n)
 
 
+AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 @pytest.mark.slow
 def test_ray_processes_a_killed_local_run_left_are_stopped_by_the_next(tmp_path):
     code = "import raydist.cluster.session as s; s.init_ray(num_cpus=1); print('up', flush=True); input()"
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "up"
-    time.sleep(2)  # the agents start beside the raylet
+    deadline = time.time() + 60  # the agents (what outlives a killed driver) start beside the raylet
+    while sum(_cmdline(p).startswith(AGENTS) for p in _descendants(proc.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
     started = _descendants(proc.pid)
     proc.kill()
     proc.wait()

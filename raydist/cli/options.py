@@ -52,7 +52,11 @@ def fail(message: str, code: int = 2) -> None:
 def leave(code: int) -> None:
     """Stop this command's Ray (a local one ends with it) and exit with `code` without the
     interpreter's teardown: with torch and Ray loaded it took about 1 s after the work was done,
-    and nothing of ours is left to run (the console's pipes are drained first)."""
+    and nothing of ours is left to run. The console's pipes are drained first: what Ray prints as
+    it shuts down goes to the log, and nothing but the exit follows the shutdown."""
+    from raydist.console import end_now, settle
+
+    settle()
     if "ray" in sys.modules:
         import ray
 
@@ -60,8 +64,6 @@ def leave(code: int) -> None:
             from raydist.cluster.session import shutdown
 
             shutdown()
-    from raydist.console import end_now
-
     end_now(code)
 
 
@@ -79,9 +81,7 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
     except Interrupted as e:  # SIGINT/SIGTERM: what was kept, what remains, how to go on
         say(typer.style(f"raydist: {e}. To continue: {continue_command()}", fg=typer.colors.YELLOW))
         if "ray" in sys.modules:  # a local Ray ends with this command: no process left behind
-            sys.stderr.flush()
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the dropped pipeline's teardown noise
-            leave(e.exit_code)  # no interpreter teardown under the abandoned pipeline's thread
+            leave(e.exit_code)
         raise typer.Exit(e.exit_code) from None
     except RaydistError as e:
         fail(str(e), e.exit_code)

@@ -22,7 +22,7 @@ from raydist.config import ResourceConfig
 from raydist.console import progress as show
 from raydist.io.fs import put_whole, url_to_fs
 from raydist.io.store import RunStore
-from raydist.pipeline.runner import pool
+from raydist.pipeline.runner import pool, stop_datasets
 from raydist.signals import Interrupted, name, run_until_signal
 
 DECODE_BATCH = 8  # rows per decoder call
@@ -153,7 +153,7 @@ def decompress(
             f"{summary.audio_s / max(el, 1e-9):.0f} audio-s/s"
         )
 
-    signum = run_until_signal(collect)
+    signum = run_until_signal(collect, stop_datasets)
     if progress:
         show(line(), final=True)
     if signum:

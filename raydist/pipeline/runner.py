@@ -338,14 +338,31 @@ def _run_until_done_or_signal(ds, commits: Commits, name: str, total: int, start
     if progress:  # until the first batch is done (model actors start, the first clips decode)
         done = commits.summary.already_done
         show(f"raydist {name}: 0/{total} inputs" + (f" ({done} already done)" if done else "") + "; starting")
-    signum = run_until_signal(collect)
-    if signum:
+
+    def stop() -> None:  # on a signal: commit what is finished, then end the pipeline
         commits.close()
+        stop_datasets()
+
+    signum = run_until_signal(collect, stop)
     if progress:
         show(line(), final=True)
-    elif commits.processed != total:
+    elif not signum and commits.processed != total:
         raise RuntimeError(f"pipeline returned {commits.processed} rows for {total} inputs")
     return signum
+
+
+def stop_datasets() -> None:
+    """Shut down this driver's running Ray Data executions: their tasks and actors stop, and a
+    thread iterating over one gets the end of its stream. Ray 2.60 has no public call for this;
+    its executor is a thread of the driver (if that changes, the caller waits for its work to
+    end by itself)."""
+    try:
+        from ray.data._internal.execution.streaming_executor import StreamingExecutor  # ray 2.60
+    except ImportError:
+        return
+    for t in threading.enumerate():
+        if isinstance(t, StreamingExecutor):
+            t.shutdown(force=True)
 
 
 def _cause(e: BaseException) -> str:
