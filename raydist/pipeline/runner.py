@@ -339,9 +339,11 @@ def _run_until_done_or_signal(ds, commits: Commits, name: str, total: int, start
         done = commits.summary.already_done
         show(f"raydist {name}: 0/{total} inputs" + (f" ({done} already done)" if done else "") + "; starting")
 
-    def stop() -> None:  # on a signal: commit what is finished, then end the pipeline
-        commits.close()
-        stop_datasets()
+    def stop() -> None:  # on a signal: commit what is finished, then end the pipeline (even if the commit fails)
+        try:
+            commits.close()
+        finally:
+            stop_datasets()
 
     signum = run_until_signal(collect, stop)
     if progress:
