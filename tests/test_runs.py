@@ -130,6 +130,37 @@ def test_an_interrupted_run_leaves_no_pipeline_thread_running(ray_session, check
     assert RunStore(out).records()[-1]["state"] == "interrupted"
 
 
+@pytest.mark.slow
+def test_an_interrupted_decompress_keeps_whole_files_and_leaves_no_pipeline_thread(
+    ray_session, checkpoint, files, tmp_path
+):
+    import soundfile as sf
+    from ray.data._internal.execution.streaming_executor import StreamingExecutor
+
+    from raydist.pipeline.compress import compress
+    from raydist.pipeline.decompress import decompress
+    from raydist.signals import Interrupted
+
+    n, codes, dec = 400, str(tmp_path / "codes"), str(tmp_path / "decoded")
+    assert compress([manifest(files, str(tmp_path / "m.csv"), n)], codes, checkpoint, progress=False).ok == n
+
+    def interrupt() -> None:
+        while not (os.path.isdir(dec) and any(f.endswith(".wav") for f in os.listdir(dec))):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(Interrupted, match=r"decompress interrupted by SIGINT: \d+ of 400 clips written"):
+        decompress(codes, checkpoint, dec, progress=False)
+    left = [t.name for t in threading.enumerate() if isinstance(t, StreamingExecutor) or t.name == "raydist-work"]
+    assert left == []
+    written = [f for f in os.listdir(dec) if f.endswith(".wav")]
+    assert 0 < len(written) < n
+    for f in written:  # each file whole: the tones are 4 s at 16 kHz
+        data, sr = sf.read(os.path.join(dec, f))
+        assert (sr, len(data)) == (16000, 64000), f
+
+
 def embed_driver(address: str, checkpoint: str, m: str, out: str, output: dict, so: dict | None = None):
     """`embed` in a driver process of its own on the session's Ray; prints its counts."""
     code = (
