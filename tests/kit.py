@@ -161,6 +161,15 @@ def local_cluster(worker_nodes: int = 2, timeout_s: float = 120, head_cpus: int 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def cmdline(pid: int) -> str:
+    """A process's command line, its arguments joined by spaces ("" once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _kill_matching(marker: str) -> None:
     """SIGKILL every process whose command line contains `marker`."""
     import signal
@@ -168,12 +177,7 @@ def _kill_matching(marker: str) -> None:
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
+        if marker in cmdline(int(pid)):
             try:
                 os.kill(int(pid), signal.SIGKILL)
             except OSError:

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from kit import write_tone
+from kit import cmdline, write_tone
 
 from raydist.cluster.session import _descendants, reap_orphans
 from raydist.io.store import RunStore, read_table
@@ -102,28 +102,37 @@ def test_a_signal_commits_finished_work_and_says_how_to_continue(ray_session, ch
     one_row_per_input(out, n)
 
 
+def sigint_once(ready) -> None:
+    """SIGINT this process (the test's own) once `ready()` is true, from a helper thread."""
+
+    def wait_then_signal() -> None:
+        while not ready():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=wait_then_signal, daemon=True).start()
+
+
+def pipeline_threads() -> list[str]:
+    """This process's Ray Data executors and raydist's collector threads still running."""
+    from ray.data._internal.execution.streaming_executor import StreamingExecutor
+
+    return [t.name for t in threading.enumerate() if isinstance(t, StreamingExecutor) or t.name == "raydist-work"]
+
+
 @pytest.mark.slow
 def test_an_interrupted_run_leaves_no_pipeline_thread_running(ray_session, checkpoint, files, tmp_path):
     """The CLI shuts Ray down right after an interrupt: a pipeline thread still inside Ray then
     can crash the process (once in CI: exit -11 instead of 130). The run ends its pipeline first."""
-    from ray.data._internal.execution.streaming_executor import StreamingExecutor
-
     from raydist.config import OutputConfig, ResourceConfig
     from raydist.pipeline.runner import RunInterrupted
 
     n, out = 4_000, str(tmp_path / "out")
     m = manifest(files, str(tmp_path / "m.csv"), n)
-
-    def interrupt() -> None:
-        while not RunStore(out).log():
-            time.sleep(0.1)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=interrupt, daemon=True).start()
+    sigint_once(lambda: bool(RunStore(out).log()))  # after the first commit
     with pytest.raises(RunInterrupted) as caught:
         embed([m], out, checkpoint, ResourceConfig(actors=1), OutputConfig(commit_seconds=2), progress=False)
-    left = [t.name for t in threading.enumerate() if isinstance(t, StreamingExecutor) or t.name == "raydist-work"]
-    assert left == []
+    assert pipeline_threads() == []
     committed = caught.value.summary.ok
     assert 0 < committed < n and caught.value.remaining == n - committed
     assert read_table(out, "clips").num_rows == committed
@@ -135,7 +144,6 @@ def test_an_interrupted_decompress_keeps_whole_files_and_leaves_no_pipeline_thre
     ray_session, checkpoint, files, tmp_path
 ):
     import soundfile as sf
-    from ray.data._internal.execution.streaming_executor import StreamingExecutor
 
     from raydist.pipeline.compress import compress
     from raydist.pipeline.decompress import decompress
@@ -144,16 +152,10 @@ def test_an_interrupted_decompress_keeps_whole_files_and_leaves_no_pipeline_thre
     n, codes, dec = 400, str(tmp_path / "codes"), str(tmp_path / "decoded")
     assert compress([manifest(files, str(tmp_path / "m.csv"), n)], codes, checkpoint, progress=False).ok == n
 
-    def interrupt() -> None:
-        while not (os.path.isdir(dec) and any(f.endswith(".wav") for f in os.listdir(dec))):
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=interrupt, daemon=True).start()
+    sigint_once(lambda: os.path.isdir(dec) and any(f.endswith(".wav") for f in os.listdir(dec)))
     with pytest.raises(Interrupted, match=r"decompress interrupted by SIGINT: \d+ of 400 clips written"):
         decompress(codes, checkpoint, dec, progress=False)
-    left = [t.name for t in threading.enumerate() if isinstance(t, StreamingExecutor) or t.name == "raydist-work"]
-    assert left == []
+    assert pipeline_threads() == []
     written = [f for f in os.listdir(dec) if f.endswith(".wav")]
     assert 0 < len(written) < n
     for f in written:  # each file whole: the tones are 4 s at 16 kHz
@@ -218,21 +220,13 @@ def test_a_run_started_mid_way_leaves_the_first_runs_staging_alone(ray_session, 
 AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 @pytest.mark.slow
 def test_ray_processes_a_killed_local_run_left_are_stopped_by_the_next(tmp_path):
     code = "import raydist.cluster.session as s; s.init_ray(num_cpus=1); print('up', flush=True); input()"
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "up"
     deadline = time.time() + 60  # the agents (what outlives a killed driver) start beside the raylet
-    while sum(_cmdline(p).startswith(AGENTS) for p in _descendants(proc.pid)) < 2 and time.time() < deadline:
+    while sum(cmdline(p).startswith(AGENTS) for p in _descendants(proc.pid)) < 2 and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(1)
     started = _descendants(proc.pid)
