@@ -64,7 +64,7 @@ def quiet(log_dir: str, command: str, verbose: bool = False) -> str:
         pumps[-1].start()
     _terminal = outs[2]
     _pumps.extend(pumps)
-    atexit.register(_drain, pumps)
+    atexit.register(settle)
     return _log_path
 
 
@@ -75,26 +75,27 @@ def end_now(code: int) -> None:
     """Pass on what is still in the pipes and exit at once with `code`, skipping interpreter
     teardown (an abandoned pipeline's thread inside Ray can crash it and change the exit code).
     Only for the `raydist` command (quiet() ran); elsewhere a plain SystemExit."""
-    if not _pumps:
+    if _log is None:
         raise SystemExit(code)
     settle()
     os._exit(code)
 
 
 def settle() -> None:
-    """Pass on what is still in the pipes; from here on what this process prints goes to the log
-    only (for what runs after the command's last line: Ray's shutdown)."""
-    if _pumps:
-        _drain(_pumps)
+    """Pass on what is still in the pipes (once); from here on what this process prints goes to
+    the log only (for what runs after the command's last line: Ray's shutdown)."""
+    _drain(_pumps)
+    _pumps.clear()
 
 
 def _drain(pumps: list[threading.Thread]) -> None:
     """At exit: end the pipes and let the pumps pass on what is still in them."""
+    if not pumps:
+        return
     sys.stdout.flush()
     sys.stderr.flush()
-    to = _log.fileno() if _log is not None and not _log.closed else os.open(os.devnull, os.O_WRONLY)
     for fd in (1, 2):
-        os.dup2(to, fd)  # the pipes' last write ends close: the pumps read to the end
+        os.dup2(_log.fileno(), fd)  # the pipes' last write ends close: the pumps read to the end
     for t in pumps:
         t.join(timeout=2)
 
