@@ -85,9 +85,11 @@ def run_until_signal(work: Callable[[], None], stop: Callable[[], None] | None =
         while thread.is_alive() and not received:
             thread.join(0.2)
         if received:
-            if stop is not None:
-                stop()
-            thread.join(wait_s)
+            try:
+                if stop is not None:
+                    stop()
+            finally:  # a failing stop() (its last commit) still lets `work` end before Ray is shut down
+                thread.join(wait_s)
             return received[0]
     if failure:
         raise failure[0]

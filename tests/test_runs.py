@@ -120,6 +120,29 @@ def pipeline_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if isinstance(t, StreamingExecutor) or t.name == "raydist-work"]
 
 
+def test_a_failing_stop_still_waits_for_the_work_to_end():
+    """On a signal, `stop()` asks the work to end; if it fails (its last commit), the work is still
+    waited for before the failure is raised: the CLI shuts Ray down next."""
+    from raydist.signals import run_until_signal
+
+    started, asked, ended = threading.Event(), threading.Event(), []
+
+    def work() -> None:
+        started.set()
+        asked.wait()
+        time.sleep(0.5)  # winding down after being asked
+        ended.append(True)
+
+    def stop() -> None:
+        asked.set()
+        raise OSError("the last commit failed")
+
+    sigint_once(started.is_set)
+    with pytest.raises(OSError, match="last commit failed"):
+        run_until_signal(work, stop)
+    assert ended == [True]
+
+
 @pytest.mark.slow
 def test_an_interrupted_run_leaves_no_pipeline_thread_running(ray_session, checkpoint, files, tmp_path):
     """The CLI shuts Ray down right after an interrupt: a pipeline thread still inside Ray then
