@@ -348,7 +348,7 @@ def _run_until_done_or_signal(ds, commits: Commits, name: str, total: int, start
     signum = run_until_signal(collect, stop)
     if progress:
         show(line(), final=True)
-    elif not signum and commits.processed != total:
+    if not signum and commits.processed != total:
         raise RuntimeError(f"pipeline returned {commits.processed} rows for {total} inputs")
     return signum
 
