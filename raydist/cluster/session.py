@@ -77,12 +77,20 @@ def cluster_has_gpus() -> bool:
 
 
 def _start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks (tells a pid from a later one that reuses it)."""
+    """The process's start time in clock ticks (tells a pid from a later one that reuses it);
+    None when there is no such process or it has exited and only its zombie entry is left (an
+    orphan's zombie waits for PID 1 to reap it, which a loaded machine can take a while to do)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def running(pid: int, started: int | None) -> bool:
+    """Whether the process `pid` that started at `started` still runs (exited and zombies do not)."""
+    return started is not None and _start_time(pid) == started
 
 
 def _descendants(root: int) -> list[int]:
@@ -140,15 +148,19 @@ def reap_orphans() -> int:
         pid, started = rec["driver"]
         if _start_time(pid) == started:  # that driver is still running
             continue
-        left = [p for p, st in rec["procs"] if st is not None and _start_time(p) == st]
-        for sig in (signal.SIGTERM, signal.SIGKILL):  # the agents ignore SIGTERM once their raylet is gone
-            for p in left:
-                try:
-                    os.kill(p, sig)
-                except OSError:
-                    pass
-            deadline = time.time() + 2
-            while time.time() < deadline and any(_start_time(p) is not None for p in left):
+        procs = [(p, st) for p, st in rec["procs"] if running(p, st)]
+        left = [p for p, _ in procs]
+        # The agents ignore SIGTERM once their raylet is gone. A SIGKILLed process can still take
+        # seconds to exit on a loaded machine (its memory is torn down): wait for it, within reason.
+        for sig, wait_s in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 60.0)):
+            for p, st in procs:
+                if running(p, st):
+                    try:
+                        os.kill(p, sig)
+                    except OSError:
+                        pass
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and any(running(p, st) for p, st in procs):
                 time.sleep(0.1)
         stopped += len(left)
         if left:

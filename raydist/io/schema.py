@@ -165,3 +165,12 @@ def matrix_array(mats: list[np.ndarray | None], type_: pa.DataType) -> pa.Array:
 def to_matrix(value: list | None) -> np.ndarray:
     """Read back one list<list<...>> cell as an (L, D) float32 array."""
     return np.asarray(value if value is not None else [], dtype=np.float32)
+
+
+def markdown(table: str) -> str:
+    """The table's columns as a Markdown table (name, Arrow type, what it holds): docs/outputs.md."""
+    rows = ["| column | type | what |", "|---|---|---|"]
+    for field in schema_for(table):
+        doc = (field.metadata or {}).get(b"doc", b"").decode()
+        rows.append(f"| `{field.name}` | `{field.type}` | {doc} |")
+    return "\n".join(rows)

@@ -1,10 +1,10 @@
-"""The GPU run behind the README's codec figures (issue 16): VAEs and vocoders trained side by side
+"""The GPU run behind the codec's base/44-dim figures (docs/experiments.md): VAEs and vocoders trained side by side
 on one GPU, each vocoder scored on held clips at fixed steps through the codec's own functions
 (encode_many -> quantize -> dequantize -> latents_to_audio_batch), in process: the device had
 no Ray. Needs only torch, torchaudio, soundfile and raydist.
 
-    codec_variants.py vae NAME STEPS INPUTS...                 -> $WORK/NAME/model.pt
-    codec_variants.py voc NAME VAE BATCH DEADLINE INPUTS...    (VAE "-": the true log-mel, no VAE)
+    python -m bench codec-gpu vae NAME STEPS INPUTS...                 -> $WORK/NAME/model.pt
+    python -m bench codec-gpu voc NAME VAE BATCH DEADLINE INPUTS...    (VAE "-": the true log-mel, no VAE)
 
 HELD names the held clips' manifest (`featcorpus.build(..., "held")`, every 5th clip); results,
 snapshots of the decoded speech and fp16 weights go to $OUT. The run: two VAEs (`base`, 44 dims,
@@ -14,7 +14,6 @@ time): A (TUNE alone), B (with the extra speech), C (B with batch 256), D (the t
 
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -176,11 +175,12 @@ def voc(name, vae_uri, batch, deadline, inputs):
     log(f"voc {name}: done, {taken} steps, {t_train:.0f} s of steps")
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> None:
+    """Writes its results under $OUT (a device run), not to bench/results: returns nothing."""
     torch.set_num_threads(int(os.environ.get("THREADS", "4")))
     os.makedirs(W, exist_ok=True)
     os.makedirs(OUT, exist_ok=True)
-    if sys.argv[1] == "vae":
-        vae(sys.argv[2], int(sys.argv[3]), sys.argv[4:])
+    if argv[0] == "vae":
+        vae(argv[1], int(argv[2]), argv[3:])
     else:
-        voc(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6:])
+        voc(argv[1], argv[2], int(argv[3]), float(argv[4]), argv[5:])

@@ -2,9 +2,9 @@
 mean/std, by linear probe with grouped folds, over several training seeds.
 
     apt-get install espeak-ng fluidsynth fluid-soundfont-gm
-    .venv/bin/python bench/bench_features.py --split held --seeds 0 1 2 --epochs 90
+    python -m bench features --split held --seeds 0 1 2 --epochs 90
 
-Builds a corpus (`featcorpus.py`: spoken words from 6 espeak-ng voices, phrases from 24 General
+Builds a corpus (`bench/corpora/labelled.py`: spoken words from 6 espeak-ng voices, phrases from 24 General
 MIDI programs in 8 families), then for each seed runs the shipped commands as a user would:
 `raydist train MANIFEST` (Ray Train, every setting at its default but --epochs/--seed/--preset/
 --contrast) and `raydist embed`, and probes the `clips.embedding` column (logistic regression,
@@ -31,13 +31,12 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from featcorpus import build  # noqa: E402
-
-from raydist.config import FeatureConfig, LossConfig  # noqa: E402
-from raydist.eval.probe import baseline_features, probe  # noqa: E402
-from raydist.io.store import read_table  # noqa: E402
-from raydist.model.checkpoint import load_model  # noqa: E402
+from bench.corpora.labelled import build
+from bench.report import mean_std, table
+from raydist.config import FeatureConfig, LossConfig
+from raydist.eval.probe import baseline_features, probe
+from raydist.io.store import read_table
+from raydist.model.checkpoint import load_model
 
 TASKS = {
     "word": ("speech", "word", "voice"),
@@ -62,16 +61,15 @@ def run(cmd: list[str], log: str) -> float:
     return time.perf_counter() - t
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m bench features", description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", choices=("tune", "held"), default="held")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=90, help="training epochs (about 10 min on 2 cores)")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--contrast", type=float, default=LossConfig.contrast, help="0 = the plain ELBO (ablation)")
     ap.add_argument("--root", help="work folder (default: a new temporary one)")
-    ap.add_argument("--out", default="bench-features.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     root = args.root or tempfile.mkdtemp(prefix="feat")
     manifest = os.path.join(root, "manifest.csv")
     if not os.path.exists(manifest):
@@ -108,29 +106,50 @@ def main() -> None:
         )
         print(f"seed {seed}: {json.dumps(seeds[-1])}", flush=True)
     report["seeds"] = seeds
-    print(
-        f"\n{args.split} split, {len(rows)} clips, preset {args.preset}, {args.epochs} epochs, contrast {args.contrast}"
-    )
-    print(f"{'task':8s} {'raydist mean ± std (min-max)':>30s} {'log-mel':>8s} {'MFCC':>6s} {'vs best':>8s}")
-    for task in TASKS:
-        v = np.array([s[task] for s in seeds])
-        best = max(report["logmel"][task], report["mfcc"][task])
-        report[f"{task}/mean"], report[f"{task}/std"] = float(v.mean()), float(v.std())
-        print(
-            f"{task:8s} {v.mean():>12.3f} ± {v.std():.3f} ({v.min():.3f}-{v.max():.3f}) "
-            f"{report['logmel'][task]:8.3f} {report['mfcc'][task]:6.3f} {v.mean() - best:+8.3f}"
+    print(render(report))
+    return report
+
+
+LABELS = {
+    "word": "word (unseen voices)",
+    "speaker": "speaker (unseen words)",
+    "family": "instrument family (unseen programs)",
+}
+
+
+def render(result: dict) -> str:
+    seeds = result["seeds"]
+    rows = []
+    for task, label in LABELS.items():
+        v = [s[task] for s in seeds]
+        best = max(result["logmel"][task], result["mfcc"][task])
+        rows.append(
+            [
+                label,
+                f"**{mean_std(v)}** ({min(v):.3f}–{max(v):.3f})",
+                mean_std([s[f"latents_only/{task}"] for s in seeds]),
+                f"{result['logmel'][task]:.3f}",
+                f"{result['mfcc'][task]:.3f}",
+                f"{np.mean(v) - best:+.3f}",
+            ]
         )
-    print(
-        "latent part alone: " + ", ".join(f"{t} {np.mean([s[f'latents_only/{t}'] for s in seeds]):.3f}" for t in TASKS)
+    head = (
+        f"{result['split']} split, {result['clips']} clips; `raydist train` with every default but `--epochs "
+        f"{result['epochs']}` (preset {result['preset']}, contrast {result['contrast']}), seeds "
+        f"{', '.join(str(s['seed']) for s in seeds)}; logistic probe accuracy, 5 grouped folds, mean ± std (range)."
     )
-    print(f"training: {np.mean([s['train_s'] for s in seeds]) / 60:.1f} min per seed (whole `raydist train` command)")
-    print(
-        f"validation loss {np.mean([s['val_loss'] for s in seeds]):.3f}, active dims {[s['active_dims'] for s in seeds]}"
+    t = table(
+        ["task", "clip embedding", "its latent part alone", "log-mel mean, std", "MFCC mean, std", "vs best baseline"],
+        rows,
     )
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {args.out}")
+    train = np.mean([s["train_s"] for s in seeds]) / 60
+    val = mean_std([s["val_loss"] for s in seeds])
+    return f"{head}\n\n{t}\n\nTraining: {train:.1f} min per seed (the whole `raydist train` command); validation loss {val}."
 
 
-if __name__ == "__main__":
-    main()
+def headline(result: dict) -> list[tuple[str, str]]:
+    seeds, out = result["seeds"], []
+    for task, label in LABELS.items():
+        v = [s[task] for s in seeds]
+        out.append((f"held-out {label} accuracy (MFCC)", f"{mean_std(v)} ({result['mfcc'][task]:.3f})"))
+    return out

@@ -1,8 +1,8 @@
-"""Concatenations of real sources for the segmentation benchmark: words spoken by espeak-ng voices
+"""Concatenations of real sources for the segmentation benchmark (`segments`): words spoken by espeak-ng voices
 (each repeated with natural pauses) and phrases played by General MIDI programs through fluidsynth,
 joined with no gap. Truth: the joins. Needs `apt-get install espeak-ng fluidsynth fluid-soundfont-gm`.
 
-    from segcorpus import build
+    from bench.corpora.joined import build
     manifest, truth, sources = build("/tmp/segs", n_files=60, voices=TUNE_VOICES, programs=TUNE_PROGRAMS, seed=0)
 """
 

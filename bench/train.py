@@ -1,7 +1,7 @@
 """Training throughput: `raydist train` (Ray Train, DDP) against a plain single-process loop doing
 the same work, timed as whole commands.
 
-    .venv/bin/python bench/bench_train.py --clips 400 --epochs 5 20
+    python -m bench train --clips 400 --epochs 5 20
 
 Both sides train the default VAE on the same windows (the built-in corpus cut by raydist's own
 `make_windows`), with the same step (`raydist.train.step`), optimiser, clipping and global batch
@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from bench.report import ROOT, table
 
 PLAIN = """
 import sys, torch
@@ -65,16 +67,15 @@ def where_time_goes(model_dir: str) -> dict[str, float]:
     return {p: sum(e.get(f"time_{p}_s", 0.0) for e in history) for p in PARTS} | {"epochs": len(history)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m bench train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=400)
     ap.add_argument("--epochs", type=int, nargs=2, default=[5, 20])
-    ap.add_argument("--out", default="bench-train.json")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each command; the median counts")
     ap.add_argument(
         "--scaling", type=int, default=0, metavar="EPOCHS", help="also time 1 vs 2 workers on a local 2-node Ray"
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.scaling:  # the multi-node cluster's job server wants the token; Ray reads this at import
         os.environ["RAY_AUTH_MODE"] = "token"
     from raydist.config import FeatureConfig, TrainConfig
@@ -132,9 +133,10 @@ def main() -> None:
     )
     if args.scaling:
         rows["scaling"] = scaling(raydist_bin, manifest, root, args.scaling)
-    with open(args.out, "w") as f:
-        json.dump(rows, f, indent=2)
-    print(f"wrote {args.out}")
+    rows["epochs"] = args.epochs
+    rows["global_batch"] = batch
+    print(render(rows))
+    return rows
 
 
 def scaling(raydist_bin: str, manifest: str, root: str, epochs: int) -> dict:
@@ -142,7 +144,7 @@ def scaling(raydist_bin: str, manifest: str, root: str, epochs: int) -> dict:
     two nodes of 1 CPU each, as the cluster tests start), 32 windows per worker per step (weak
     scaling). The rate is training windows per second of rank 0's data + step time (allreduce
     included) over the epochs after the first; efficiency = rate(2) / (2 x rate(1))."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
     from kit import local_cluster
 
     rates, per_worker = {}, 32
@@ -166,5 +168,33 @@ def scaling(raydist_bin: str, manifest: str, root: str, epochs: int) -> dict:
     return {"windows_per_s": rates, "efficiency": eff}
 
 
-if __name__ == "__main__":
-    main()
+def render(result: dict) -> str:
+    lo, hi = result["epochs"]
+    rows = []
+    for side, label in (("plain", "plain loop (`train_local`, one process)"), ("raydist", "`raydist train`")):
+        a, b = result[f"{side}/{lo}"], result[f"{side}/{hi}"]
+        rows.append(
+            [
+                label,
+                f"{a['wall_s']:.1f} s",
+                f"{b['wall_s']:.1f} s",
+                f"{result[side]['steady_windows_per_s']:.0f}",
+                f"{result[side]['startup_s']:.1f} s",
+            ]
+        )
+    head = (
+        f"{result['clips']} clips of the built-in corpus, {result['training_windows_plain']} training windows, global "
+        f"batch {result['global_batch']} (raydist: {result['raydist_workers']} worker(s) × "
+        f"{result['raydist_cpus_per_worker']:g} CPUs); whole commands, medians of their runs."
+    )
+    t = table(["side", f"{lo} epochs", f"{hi} epochs", "steady windows/s", "start-up"], rows)
+    parts = result["raydist_epoch_parts_s"]
+    total = sum(parts[p] for p in PARTS)
+    where = ", ".join(f"{p} {100 * parts[p] / total:.1f}%" for p in PARTS)
+    out = (
+        f"{head}\n\n{t}\n\nraydist / plain: {result[f'ratio/{hi}']:.2f}x at {hi} epochs, "
+        f"{result['ratio/steady']:.2f}x steady. Where an epoch of `raydist train` goes (rank 0): {where}."
+    )
+    if "scaling" in result:
+        out += f"\n\nScaling, 2 workers on 2 nodes against 1: efficiency {result['scaling']['efficiency']:.2f}."
+    return out

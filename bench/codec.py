@@ -1,13 +1,13 @@
 """raydist's codec (learned vocoder, and the Griffin-Lim fallback) beside Opus, on held-out clips.
 
     apt-get install espeak-ng fluidsynth fluid-soundfont-gm ffmpeg && pip install pesq
-    .venv/bin/python bench/bench_codec.py --seeds 2                      # CPU: small preset
-    .venv/bin/python bench/bench_codec.py --preset base --latent-dim 44 --vae-epochs 172 --device cuda
-    .venv/bin/python bench/bench_codec.py --model runs/gpu/model.pt       # score checkpoints trained elsewhere
+    python -m bench codec --seeds 2 --vocoder-epochs 40                  # CPU: small preset
+    python -m bench codec --preset base --latent-dim 44 --vae-epochs 172 --device cuda
+    python -m bench codec --model runs/gpu/model.pt                     # score checkpoints trained elsewhere
 
-Corpus (`featcorpus.py`): words spoken by espeak-ng voices and phrases played by General MIDI
+Corpus (`bench/corpora/labelled.py`): words spoken by espeak-ng voices and phrases played by General MIDI
 programs through fluidsynth, 16 kHz. The models train on the TUNE split plus `--speech` phrases per
-voice from 20 more espeak-ng voices (`featcorpus.build_speech`; 0 = the TUNE split alone), and
+voice from 20 more espeak-ng voices (`build_speech`; 0 = the TUNE split alone), and
 every figure is scored on the HELD split (other voices, other programs, none of them trained on):
 scoring a learned codec on its training clips flatters it, and Opus has no such advantage.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -36,13 +35,11 @@ import time
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from featcorpus import FIELDS, build, build_speech  # noqa: E402
-
-from raydist.audio import decode  # noqa: E402
-from raydist.config import FeatureConfig, ModelConfig, TrainConfig  # noqa: E402
-from raydist.eval.quality import logmel_l1, mrstft, si_sdr  # noqa: E402
+from bench.corpora.labelled import FIELDS, build, build_speech
+from bench.report import mean_std
+from raydist.audio import decode
+from raydist.config import FeatureConfig, ModelConfig, TrainConfig
+from raydist.eval.quality import logmel_l1, mrstft, si_sdr
 
 L1_FEATURES = FeatureConfig(n_fft=1024, win_length=1024)  # 64 bands, n_fft 1024
 RATE = 16000
@@ -156,11 +153,7 @@ def one_seed(seed: int, train: list[str], held: str, rows: list[dict], tmp: str,
     return {"train_s": {"vae": t_vae, "vocoder": t_voc}, **score_model(voc, rows, held, tmp, str(seed))}
 
 
-def _mean_std(values: list[float]) -> str:
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
-
-
-def table(result: dict) -> str:
+def render(result: dict) -> str:
     lines = [
         "| codec | kbps on disk | PESQ-wb (speech) | log-mel L1 speech | log-mel L1 instruments "
         "| MR-STFT speech | SI-SDR speech (dB) |",
@@ -174,11 +167,11 @@ def table(result: dict) -> str:
             runs = [s[name] for s in seeds]
 
             def col(kind: str, m: str, runs=runs) -> str:
-                return _mean_std([r[kind][m] for r in runs])
+                return mean_std([r[kind][m] for r in runs])
 
             label = f"raydist, {name}" + (f" ({models[i]})" if i is not None else "")
             lines.append(
-                f"| {label} | {_mean_std([r['kbps'] for r in runs])} | {col('speech', 'pesq')} "
+                f"| {label} | {mean_std([r['kbps'] for r in runs])} | {col('speech', 'pesq')} "
                 f"| {col('speech', 'logmel_l1')} | {col('instrument', 'logmel_l1')} | {col('speech', 'mrstft')} "
                 f"| {col('speech', 'si_sdr')} |"
             )
@@ -191,14 +184,14 @@ def table(result: dict) -> str:
     v = [s["vocoder"]["decompress_audio_s_per_s"] for s in result["seeds"]]
     g = [s["griffin-lim"]["decompress_audio_s_per_s"] for s in result["seeds"]]
     lines.append(
-        f"\ndecompress throughput (whole call, local Ray): vocoder {_mean_std(v)} audio-s/s, "
-        f"Griffin-Lim {_mean_std(g)} audio-s/s"
+        f"\ndecompress throughput (whole call, local Ray): vocoder {mean_std(v)} audio-s/s, "
+        f"Griffin-Lim {mean_std(g)} audio-s/s"
     )
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m bench codec", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--every", type=int, default=5, help="score every N-th held clip")
     ap.add_argument("--speech", type=int, default=60, help="extra training phrases per build_speech voice (0: none)")
@@ -210,8 +203,7 @@ def main() -> None:
     ap.add_argument("--vocoder-epochs", type=int, default=VOCODER_EPOCHS, help="the shipped default")
     ap.add_argument("--device", default="cpu", help="where the models train: cpu or cuda (bf16 autocast)")
     ap.add_argument("--model", nargs="*", default=[], help="score these VAE + vocoder checkpoints; train none")
-    ap.add_argument("--json", default="bench-codec.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if shutil.which("ffmpeg") is None:
         raise SystemExit("ffmpeg is not installed: apt-get install ffmpeg")
     from raydist.cluster.session import init_ray
@@ -229,10 +221,17 @@ def main() -> None:
         runs = runs or [lambda s=s: one_seed(s, train, scored, rows, tmp, args) for s in range(args.seeds)]
         for run in runs:
             result["seeds"].append(run())
-            with open(args.json, "w") as f:
-                json.dump(result, f, indent=1)
-    print(table(result))
+    print(render(result))
+    return result
 
 
-if __name__ == "__main__":
-    main()
+def headline(result: dict) -> list[tuple[str, str]]:
+    voc = [s["vocoder"] for s in result["seeds"]]
+    opus = result["opus"]["6"]
+    return [
+        (
+            f"codec ({result['args']['preset']} preset): kbps on disk, PESQ-wb on held speech (Opus 6 kbps)",
+            f"{mean_std([r['kbps'] for r in voc], 2)} kbps, {mean_std([r['speech']['pesq'] for r in voc])} "
+            f"({opus['kbps']:.2f} kbps, {opus['speech']['pesq']:.3f})",
+        )
+    ]

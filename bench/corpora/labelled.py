@@ -1,11 +1,11 @@
-"""Labelled corpora for the feature benchmark (`bench_features.py`), made by programs nobody on the
+"""Labelled corpora for the feature and codec benchmarks (`features`, `codec`), made by programs nobody on the
 project wrote: words spoken by espeak-ng voices and short phrases played by General MIDI programs
 through fluidsynth. Needs `apt-get install espeak-ng fluidsynth fluid-soundfont-gm`.
 
 Two disjoint splits: TUNE (every setting of the objective was chosen on it) and HELD (voices and
 programs never used while tuning; the benchmark's headline numbers).
 
-    from featcorpus import build
+    from bench.corpora.labelled import build
     manifest = build("/tmp/feat", split="held", seed=0)  # uri, id, kind, word, voice, family, program
 """
 
@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import soundfile as sf
-from segcorpus import RATE, _trim, instrument_piece
+
+from bench.corpora.joined import RATE, _trim, instrument_piece
 
 WORDS = ("yes", "no", "stop", "go", "left", "right", "seven", "zero", "morning", "water")
 VOICES = {

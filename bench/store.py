@@ -1,6 +1,6 @@
 """What incremental commits cost, and what many commits cost readers.
 
-    .venv/bin/python bench/bench_store.py --clips 4000 --seconds 5 --reps 3
+    python -m bench store --clips 4000 --seconds 5 --reps 3
 
 1. Commit overhead: `embed` of the same corpus (same model, same output columns) in one Ray
    session, once with a commit every 2 s (many commits: a merge of the increment's parts into one
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -25,12 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-sys.path.insert(0, os.path.dirname(__file__))
+from bench.corpora.tones import make_corpus, make_model
+from bench.report import mean_std, table
 
 
-def commit_overhead(clips: int, seconds: float, reps: int) -> None:
-    from bench_embed import make_corpus, make_model
-
+def commit_overhead(clips: int, seconds: float, reps: int) -> dict:
     from raydist.cluster.session import init_ray
     from raydist.config import OutputConfig, ResourceConfig
     from raydist.io.store import RunStore
@@ -56,16 +54,11 @@ def commit_overhead(clips: int, seconds: float, reps: int) -> None:
             )
             speeds[label].append(s.speed)
             commits[label].append(len(RunStore(out).log()))
-    for label, v in speeds.items():
-        print(
-            f"embed, commits {label:<15}: {statistics.mean(v):7.0f} ± {statistics.pstdev(v):4.0f} audio-s/s "
-            f"({statistics.mean(commits[label]):.1f} commits; {reps} runs)"
-        )
     ratios = [a / b for a, b in zip(speeds["every 2 s"], speeds["one at the end"])]
-    print(f"ratio (incremental / one commit): {statistics.mean(ratios):.3f} ± {statistics.pstdev(ratios):.3f}")
+    return {"clips": clips, "seconds_per_clip": seconds, "speeds": speeds, "commits": commits, "ratios": ratios}
 
 
-def readers(commits: int, rows: int) -> None:
+def readers(commits: int, rows: int) -> dict:
     from raydist.io.store import RunStore, Taken, read_table
 
     out = tempfile.mkdtemp(prefix="bench-store-read-")
@@ -81,7 +74,6 @@ def readers(commits: int, rows: int) -> None:
         info = {"counts": {"inputs": rows, "ok": rows, "failed": 0}}
         store.commit("run", c, {"clips": [name]}, ids, Taken(store._head), ("clips", "errors"), info)
     build = time.perf_counter() - start
-    print(f"built {commits} commits of {rows} clips in {build:.1f} s ({build / commits * 1000:.1f} ms per commit)")
 
     def timed(fn, n: int = 3) -> float:
         times = []
@@ -93,24 +85,55 @@ def readers(commits: int, rows: int) -> None:
 
     one = os.path.join(out, "one.parquet")
     pq.write_table(read_table(out, "clips"), one)
-    print(f"read_table(clips), {commits} commits: {timed(lambda: read_table(out, 'clips')):.2f} s")
-    print(f"pyarrow read of clips/ ({commits} files): {timed(lambda: pq.read_table(os.path.join(out, 'clips'))):.2f} s")
-    print(f"the same rows in one file: {timed(lambda: pq.read_table(one)):.3f} s")
-    print(f"done_ids (every run's start): {timed(lambda: RunStore(out).done_ids()):.2f} s")
+    return {
+        "commits": commits,
+        "rows_per_commit": rows,
+        "commit_ms": build / commits * 1000,
+        "read_table_s": timed(lambda: read_table(out, "clips")),
+        "pyarrow_folder_s": timed(lambda: pq.read_table(os.path.join(out, "clips"))),
+        "one_file_s": timed(lambda: pq.read_table(one)),
+        "done_ids_s": timed(lambda: RunStore(out).done_ids()),
+    }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench store", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--clips", type=int, default=4000)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--commits", type=int, default=1000)
     ap.add_argument("--skip-embed", action="store_true")
-    a = ap.parse_args()
-    readers(a.commits, 10)
+    a = ap.parse_args(argv)
+    result = {"readers": readers(a.commits, 10)}
     if not a.skip_embed:
-        commit_overhead(a.clips, a.seconds, a.reps)
+        result["commit_overhead"] = commit_overhead(a.clips, a.seconds, a.reps)
+    print(render(result))
+    return result
 
 
-if __name__ == "__main__":
-    main()
+def render(result: dict) -> str:
+    r = result["readers"]
+    out = table(
+        ["reading an output of " + f"{r['commits']:,} commits ({r['rows_per_commit']} clips each)", "seconds"],
+        [
+            ["`read_table(out, 'clips')` (through the commit log)", f"{r['read_table_s']:.2f}"],
+            ["pyarrow over the `clips/` folder", f"{r['pyarrow_folder_s']:.2f}"],
+            ["the same rows in one file", f"{r['one_file_s']:.3f}"],
+            ["`done_ids` (what every run's start reads)", f"{r['done_ids_s']:.2f}"],
+        ],
+    )
+    out += f"\n\nBuilding it through `RunStore.commit`: {r['commit_ms']:.1f} ms per commit."
+    if "commit_overhead" in result:
+        c = result["commit_overhead"]
+        rows = [
+            [label, mean_std(v, 0), f"{statistics.mean(c['commits'][label]):.1f}"] for label, v in c["speeds"].items()
+        ]
+        out += (
+            f"\n\n`embed` of {c['clips']:,} × {c['seconds_per_clip']:g} s clips in one Ray session, alternating, "
+            f"{len(c['ratios'])} runs each (audio-s/s, mean ± std):\n\n"
+            + table(["commits", "audio-s/s", "commits made"], rows)
+            + f"\n\nRatio, incremental / one commit: {mean_std(c['ratios'], 2)}."
+        )
+    return out

@@ -1,6 +1,6 @@
 """Repeat the store's hardest cases with real processes and count duplicated or lost rows.
 
-    .venv/bin/python bench/stress_runs.py --pairs 20 --signals 10
+    python -m bench stress --pairs 20 --signals 10
 
 1. `--pairs` times: two `raydist embed` commands over the same 600-input manifest into one new
    output, started together (both on one local Ray; `--commit-every 100`).
@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections import Counter
 
-sys.path.insert(0, os.path.dirname(__file__))
+from bench.report import table
 
 
 def manifest(files: list[str], path: str, n: int) -> str:
@@ -42,8 +42,8 @@ def bad_rows(out: str, n: int) -> int:
     from raydist.io.store import read_table
 
     bad = 0
-    for table in ("clips", "frames"):
-        counts = Counter(read_table(out, table, columns=["id"]).column("id").to_pylist())
+    for name in ("clips", "frames"):
+        counts = Counter(read_table(out, name, columns=["id"]).column("id").to_pylist())
         bad += sum(1 for i in range(n) if counts.get(f"x{i:05d}", 0) != 1) + sum(
             1 for k in counts if not k.startswith("x")
         )
@@ -60,17 +60,18 @@ def raydist(*args: str, address: str | None = None) -> subprocess.Popen:
     )
 
 
-def main() -> None:
-    from bench_embed import make_corpus, make_model
-
+def main(argv: list[str] | None = None) -> dict:
+    from bench.corpora.tones import make_corpus, make_model
     from raydist.cluster.session import init_ray
     from raydist.io.runs import describe
     from raydist.io.store import RunStore
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench stress", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--signals", type=int, default=10)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="stress-runs-")
     files = make_corpus(os.path.join(tmp, "corpus"), 40, 4.0, 16000)
     model = make_model(os.path.join(tmp, "model"))
@@ -126,13 +127,18 @@ def main() -> None:
             f"signal {r}: {sig.name} after {committed} committed, exit {waits[-1]:.1f} s later; "
             f"after the continue command {sig_bad[-1]} inputs without exactly one row"
         )
-    print(f"pairs: {sum(pair_bad)} inputs without exactly one row over {len(pair_bad)} runs")
-    if waits:
-        print(
-            f"signals: {sum(sig_bad)} inputs without exactly one row over {len(sig_bad)} runs; signal to exit "
-            f"{statistics.mean(waits):.1f} s mean, {max(waits):.1f} s max"
+    result = {"pairs": a.pairs, "pair_bad_rows": pair_bad, "signals": a.signals, "signal_bad_rows": sig_bad}
+    result["signal_to_exit_s"] = waits
+    print(render(result))
+    return result
+
+
+def render(result: dict) -> str:
+    pairs, sigs, waits = result["pair_bad_rows"], result["signal_bad_rows"], result["signal_to_exit_s"]
+    rows = [["two commands started together on one output (600 inputs)", len(pairs), sum(pairs), ""]]
+    if sigs:
+        w = f"{statistics.mean(waits):.1f} s mean, {max(waits):.1f} s max" if waits else ""
+        rows.append(
+            ["SIGINT/SIGTERM mid-run, then the printed command to continue (12,000 inputs)", len(sigs), sum(sigs), w]
         )
-
-
-if __name__ == "__main__":
-    main()
+    return table(["case", "runs", "inputs without exactly one row", "signal to exit"], rows)

@@ -1,7 +1,7 @@
 """Embedding throughput: the Ray Data pipeline against a fused no-Ray loop on the same cores, and
 peak memory of the pipeline's stage code on a 1-hour file.
 
-    .venv/bin/python bench/bench_embed.py --clips 1000 --seconds 5 --procs 2
+    python -m bench embed --clips 4000 --seconds 5 --procs 2
 
 Prints audio-seconds per second of both and their ratio (target: Ray >= 0.9x fused), then the
 peak RSS of one process running decode_batch + EncodeBatch (the code Ray workers run) on a
@@ -26,29 +26,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-
-def make_corpus(root: str, clips: int, seconds: float, sr: int, first: int = 0) -> list[str]:
-    rng = np.random.default_rng(first)
-    os.makedirs(root, exist_ok=True)
-    paths = []
-    t = np.arange(int(seconds * sr)) / sr
-    for i in range(first, first + clips):
-        f0 = rng.uniform(100, 1000)
-        x = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.05 * rng.standard_normal(len(t))
-        p = os.path.join(root, f"c{i:05d}.wav")
-        sf.write(p, x.astype(np.float32), sr, subtype="PCM_16")
-        paths.append(p)
-    return paths
-
-
-def make_model(path: str) -> str:
-    from raydist.config import FeatureConfig, LossConfig, ModelConfig
-    from raydist.model.checkpoint import save_checkpoint
-    from raydist.model.vae import AudioVAE
-
-    torch.manual_seed(0)
-    save_checkpoint(path, AudioVAE(ModelConfig()), FeatureConfig(), LossConfig(), 0, 0)
-    return os.path.join(path, "model.pt")
+from bench.corpora.tones import make_corpus, make_model
+from bench.report import table
 
 
 def _fused_worker(args) -> float:
@@ -119,16 +98,16 @@ def split_costs(small: tuple[float, float], full: tuple[float, float]) -> tuple[
     return full[0] / full[1], steady, small[1] - small[0] / steady
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clips", type=int, default=1000)
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m bench embed", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", type=int, default=4000)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rate", type=int, default=16000, help="sample rate of the generated corpus")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--model", default=None, help="checkpoint (default: an untrained default-size VAE)")
     ap.add_argument("--skip-hour", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     quarter = max(1, args.clips // 4)
     with tempfile.TemporaryDirectory() as tmp:
         model_uri = args.model or make_model(os.path.join(tmp, "model"))
@@ -147,14 +126,58 @@ def main() -> None:
         r_full = best([run([part, rest], f"f{i}") for i in range(2)])
         fe, fs, fu = split_costs(f_small, f_full)
         re, rs, ru = split_costs(r_small, r_full)
-        print(f"{'':30s} {'end to end':>12s} {'steady state':>13s} {'start-up':>9s}")
-        print(f"{f'fused loop ({args.procs} processes)':30s} {fe:8.1f} a-s/s {fs:9.1f} a-s/s {fu:7.1f} s")
-        print(f"{'ray pipeline + Parquet (warm)':30s} {re:8.1f} a-s/s {rs:9.1f} a-s/s {ru:7.1f} s")
-        print(f"ratio ray / fused: end to end {re / fe:.2f}, steady state {rs / fs:.2f}")
+        result = {
+            "clips": args.clips,
+            "seconds_per_clip": args.seconds,
+            "rate": args.rate,
+            "procs": args.procs,
+            "batch": args.batch,
+            "fused": {"end_to_end": fe, "steady": fs, "startup_s": fu},
+            "ray": {"end_to_end": re, "steady": rs, "startup_s": ru},
+        }
         if not args.skip_hour:
             frames, mb = peak_rss_hour(tmp, model_uri)
-            print(f"1-hour 44.1 kHz stereo WAV: {frames} latent frames, peak RSS {mb:.0f} MB in one process")
+            result["hour_file"] = {"latent_frames": frames, "peak_rss_mb": mb}
+    print(render(result))
+    return result
 
 
-if __name__ == "__main__":
-    main()
+def render(result: dict) -> str:
+    f, r = result["fused"], result["ray"]
+    rows = [
+        [
+            f"fused loop, {result['procs']} processes",
+            f"{f['end_to_end']:.0f}",
+            f"{f['steady']:.0f}",
+            f"{f['startup_s']:.1f} s",
+        ],
+        [
+            "Ray Data pipeline + Parquet (4 tables), warm",
+            f"{r['end_to_end']:.0f}",
+            f"{r['steady']:.0f}",
+            f"{r['startup_s']:.1f} s",
+        ],
+        ["ratio", f"{r['end_to_end'] / f['end_to_end']:.2f}", f"{r['steady'] / f['steady']:.2f}", ""],
+    ]
+    head = (
+        f"{result['clips']} clips × {result['seconds_per_clip']:g} s at {result['rate']} Hz, batches of "
+        f"{result['batch']}, an untrained default-size VAE; audio-seconds per second, best of 2."
+    )
+    out = f"{head}\n\n" + table(["side", "end to end", "steady state", "start-up"], rows)
+    if "hour_file" in result:
+        h = result["hour_file"]
+        out += (
+            f"\n\nA 1-hour 44.1 kHz stereo WAV through the stage code in one process: {h['latent_frames']} latent "
+            f"frames, peak RSS {h['peak_rss_mb']:.0f} MB."
+        )
+    return out
+
+
+def headline(result: dict) -> list[tuple[str, str]]:
+    r, f = result["ray"], result["fused"]
+    return [
+        (
+            f"embedding throughput on {result['procs']} CPU cores, steady state, audio-s/s (fused no-Ray loop)",
+            f"{r['steady']:.0f} ({f['steady']:.0f})",
+        )
+    ]

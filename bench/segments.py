@@ -1,9 +1,9 @@
 """Source segmentation on concatenations of real sources: events and segments against the joins.
 
     apt-get install espeak-ng fluidsynth fluid-soundfont-gm
-    .venv/bin/python bench/bench_segments.py --seeds 0 1 2
+    python -m bench segments --seeds 0 1 2
 
-Builds two sets of files (`segcorpus.py`): each file is 3-6 pieces joined with no gap, a piece
+Builds two sets of files (`bench/corpora/joined.py`): each file is 3-6 pieces joined with no gap, a piece
 being a word said 2-4 times by one espeak-ng voice with pauses, or a phrase with rests played by
 one General MIDI program; 40% of joins are between similar sources (two voices of one gender, two
 programs of one family). The tuning set uses TUNE_VOICES and TUNE_PROGRAMS; the held-out set
@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import tempfile
 
 import numpy as np
-from segcorpus import HELD_PROGRAMS, HELD_VOICES, TUNE_PROGRAMS, TUNE_VOICES, build
 
+from bench.corpora.joined import HELD_PROGRAMS, HELD_VOICES, TUNE_PROGRAMS, TUNE_VOICES, build
+from bench.report import table
 from raydist.audio import decode
 from raydist.config import SegmentConfig, TrainConfig
 from raydist.embedding.encode import encode_many
@@ -97,12 +97,11 @@ def one_seed(seed: int, sets: dict, root: str) -> dict:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m bench segments", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--files", type=int, default=60, help="files per set")
-    ap.add_argument("--out", default="bench-segments.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     from raydist.cluster.session import init_ray
 
     root = tempfile.mkdtemp(prefix="segbench")
@@ -113,10 +112,9 @@ def main() -> None:
     init_ray()
     runs = [one_seed(s, sets, root) for s in args.seeds]
     summary: dict = {"seeds": args.seeds, "files": args.files, "runs": runs}
-    print(f"{'set':9s} {'method':15s} {'F@0.5s':>16s} {'F@0.25s':>16s} {'found/true':>12s}")
     for name in sets:
         true = runs[0][name]["reference_boundaries"]
-        for method in ("segments", "latents_sources", "cepstra_sources", "logmel_sources", "events", "logmel_novelty"):
+        for method in METHODS:
             row = {}
             for w in ("0.5s", "0.25s"):
                 v = [r[name][method][w]["f_measure"] for r in runs]
@@ -124,12 +122,43 @@ def main() -> None:
             ratio = [r[name][method]["boundaries"] / true for r in runs]
             row["ratio"] = (float(np.mean(ratio)), float(min(ratio)), float(max(ratio)))
             summary[f"{name}/{method}"] = row
-            cells = " ".join(f"{m:.3f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in (row["0.5s"], row["0.25s"]))
-            print(f"{name:9s} {method:15s} {cells} {row['ratio'][0]:6.2f} of {true}")
-    with open(args.out, "w") as f:
-        json.dump(summary, f, indent=2)
-    print(f"wrote {args.out}")
+    print(render(summary))
+    return summary
 
 
-if __name__ == "__main__":
-    main()
+METHODS = {
+    "segments": "source segments (latents + cepstra; what `raydist embed` writes)",
+    "latents_sources": "the source algorithm on the latents alone (settings before the cepstra)",
+    "cepstra_sources": "the source algorithm on the cepstra alone",
+    "logmel_sources": "the source algorithm on raw log-mel",
+    "events": "events (onsets and offsets; what `raydist embed` writes)",
+    "logmel_novelty": "log-mel novelty (the event algorithm on raw log-mel)",
+}
+
+
+def render(result: dict) -> str:
+    out = []
+    for name in ("held-out", "tune"):
+        true = result["runs"][0][name]["reference_boundaries"]
+        rows = [
+            [label]
+            + [
+                f"{m:.3f} ({lo:.2f}–{hi:.2f})"
+                for m, lo, hi in (result[f"{name}/{k}"]["0.5s"], result[f"{name}/{k}"]["0.25s"])
+            ]
+            + [f"{result[f'{name}/{k}']['ratio'][0]:.2f}"]
+            for k, label in METHODS.items()
+        ]
+        out.append(f"**{name} set** ({result['files']} files, {true} true boundaries; mean over seeds (range)):")
+        out.append(table(["method", "F@0.5 s", "F@0.25 s", "boundaries found / true"], rows))
+    return f"Seeds {', '.join(map(str, result['seeds']))}.\n\n" + "\n\n".join(out)
+
+
+def headline(result: dict) -> list[tuple[str, str]]:
+    seg, base = result["held-out/segments"], result["held-out/logmel_novelty"]
+    return [
+        (
+            "held-out joins: source segments F@0.5 s / F@0.25 s (log-mel novelty)",
+            f"{seg['0.5s'][0]:.3f} / {seg['0.25s'][0]:.3f} ({base['0.5s'][0]:.3f} / {base['0.25s'][0]:.3f})",
+        )
+    ]
