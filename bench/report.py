@@ -3,7 +3,8 @@
 A result file holds what the benchmark returned under "result", with the command that made it, the
 date, the machine and the commit. `render_all` writes docs/benchmarks.md (every benchmark: what it
 measures, how to run it, its latest tables) and every generated block of README.md and docs/*.md
-(between `<!-- gen:KEY -->` and `<!-- /gen:KEY -->`: `headline`, the figures table; `schema:TABLE`,
+(between `<!-- gen:KEY -->` and `<!-- /gen:KEY -->`: `headline`, the figures table, or
+`headline:NAME` one benchmark's; `schema:TABLE`,
 an output table's columns from raydist/io/schema.py); no figure in them is typed by hand.
 """
 
@@ -170,9 +171,9 @@ def benchmarks_doc() -> str:
     )
 
 
-def headline_table(link_prefix: str) -> str:
+def headline_table(link_prefix: str, only: str | None = None) -> str:
     rows = []
-    for name in BENCHMARKS:
+    for name in [only] if only else BENCHMARKS:
         module, record = _module(name), load(name)
         if record is not None and hasattr(module, "headline"):
             for what, figure in module.headline(record["result"]):
@@ -182,8 +183,9 @@ def headline_table(link_prefix: str) -> str:
 
 def generated(key: str, path: str) -> str:
     """The text of the block `<!-- gen:KEY -->` in the Markdown file at `path`."""
-    if key == "headline":
-        return headline_table("" if os.path.dirname(path) == os.path.dirname(DOC) else "docs/")
+    if key == "headline" or key.startswith("headline:"):
+        prefix = "" if os.path.dirname(path) == os.path.dirname(DOC) else "docs/"
+        return headline_table(prefix, key.split(":", 1)[1] if ":" in key else None)
     if key.startswith("schema:"):
         from raydist.io.schema import markdown
 

@@ -16,7 +16,7 @@ import sys
 
 import typer
 
-from raydist.cli import cluster, commands, evaluate
+from raydist.cli import cluster, commands, evaluate, search
 from raydist.cli.options import leave
 
 app = typer.Typer(
@@ -78,6 +78,9 @@ for fn in (commands.train, commands.embed, commands.compress, commands.decompres
 app.command("evaluate-codec")(evaluate.evaluate_codec)
 app.command()(evaluate.probe)
 app.command("segment-eval")(evaluate.segment_eval)
+app.command()(search.index)
+app.command()(search.search)
+app.command()(search.dedupe)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(cluster.submit)
 jobs_app = typer.Typer(help="Inspect and stop submitted jobs.", no_args_is_help=True)
 jobs_app.command("status")(cluster.jobs_status)
