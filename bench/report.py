@@ -178,6 +178,8 @@ def headline_table(link_prefix: str, only: str | None = None) -> str:
         if record is not None and hasattr(module, "headline"):
             for what, figure in module.headline(record["result"]):
                 rows.append([what, figure, f"[{name}]({link_prefix}benchmarks.md#{name}), {record['date']}"])
+    if not rows:
+        return f"No figures recorded yet: run `python -m bench {only or 'NAME'}`."
     return table(["what", "figure (baseline)", "measured by"], rows)
 
 

@@ -90,7 +90,7 @@ def test_recovery_leaves_a_live_runs_staging_and_cleans_a_dead_one(store_out):
     store = RunStore(out, so)
     root = out.split("://", 1)[-1]
     _stage(store, "live", "p.parquet", ["x"])
-    _record(store, "live", "another-host", 1, time.time(), lease_s=2.0)
+    _record(store, "live", "another-host", 1, time.time(), lease_s=60.0)
     _stage(store, "gone", "p.parquet", ["y"])
     _record(store, "gone", os.uname().nodename, 2**22 + 12345, time.time())  # this host, no such pid
     _stage(store, "ended", "p.parquet", ["z"])
@@ -99,7 +99,9 @@ def test_recovery_leaves_a_live_runs_staging_and_cleans_a_dead_one(store_out):
     store.recover()
     fs.invalidate_cache()
     assert [os.path.basename(p) for p in fs.ls(f"{root}/_staging")] == ["live"]
-    time.sleep(2.2)  # the live run's heartbeat stops; its lease (2 s) runs out
+    # its heartbeat stopped a lease ago (written as such, not waited for: a wait on a loaded machine
+    # could outlast a short lease before the first check)
+    _record(store, "live", "another-host", 1, time.time() - 61, lease_s=60.0)
     store.recover()
     fs.invalidate_cache()
     assert not fs.exists(f"{root}/_staging")
