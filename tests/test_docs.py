@@ -64,3 +64,15 @@ def test_docs_are_what_the_benchmarks_output_renders():
     from bench.report import render_all
 
     assert [os.path.relpath(p, ROOT) for p in render_all(check=True)] == []
+
+
+def test_the_dedupe_default_is_the_benchmarks_choice():
+    """`raydist dedupe`'s default threshold is the one `python -m bench search` chose, not typed."""
+    import json
+
+    sys.path.insert(0, ROOT)
+    from bench.search import threshold
+    from raydist.search.dedupe import THRESHOLD
+
+    with open(os.path.join(ROOT, "bench", "results", "search.json")) as f:
+        assert threshold(json.load(f)["result"])[0] == THRESHOLD
