@@ -61,6 +61,9 @@ def raydist(*args: str, address: str | None = None) -> subprocess.Popen:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    # the commands join this Ray with --address: both sides use its auth token, and Ray reads the
+    # mode once, at import (the test session sets it the same way)
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     from bench.corpora.tones import make_corpus, make_model
     from raydist.cluster.session import init_ray
     from raydist.io.runs import describe
@@ -75,7 +78,6 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = tempfile.mkdtemp(prefix="stress-runs-")
     files = make_corpus(os.path.join(tmp, "corpus"), 40, 4.0, 16000)
     model = make_model(os.path.join(tmp, "model"))
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
     init_ray(num_cpus=os.cpu_count())
     import ray
 

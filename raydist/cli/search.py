@@ -34,9 +34,13 @@ def index(
         )
     ann = "; ANN index (IVF-PQ) updated" if done["ann"] else ""
     typer.echo(
-        f"raydist: indexed {done['added']} new {level} rows from {done['commits_added']} commits; "
-        f"{done['rows']} rows from {done['commits']} commits in {out}{ann}"
+        f"raydist: indexed {done['added']} new {level} rows from {_n(done['commits_added'], 'commit')}; "
+        f"{done['rows']} rows from {_n(done['commits'], 'commit')} in {out}{ann}"
     )
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def search(
