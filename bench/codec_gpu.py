@@ -31,6 +31,7 @@ from raydist.train.local import batches, load_windows, train_local
 from raydist.train.step import crop_waves, make_optimizer, update, vocoder_step
 
 OUT, W = os.environ.get("OUT", "/tmp/out"), os.environ.get("WORK", "/tmp/w")
+WRITES_RESULT = False  # results go to $OUT on the device, not to bench/results
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 HELD = os.environ.get("HELD", "held/manifest.csv")
 L1 = FeatureConfig(n_fft=1024, win_length=1024)

@@ -127,7 +127,14 @@ def _section(name: str) -> str:
     doc = inspect.getdoc(module) or ""
     out = [f"## {name}", "", doc, ""]
     if record is None:
-        out += [f"No result recorded yet: run `python -m bench {name}`.", ""]
+        if getattr(module, "WRITES_RESULT", True):
+            out += [f"No result recorded yet: run `python -m bench {name}`.", ""]
+        else:
+            out += [
+                "A device tool: it writes its results under `$OUT`, not to bench/results; what it measured is in "
+                "[experiments.md](experiments.md#compression).",
+                "",
+            ]
         return "\n".join(out)
     minutes = record["seconds"] / 60
     out += [
@@ -161,7 +168,9 @@ def benchmarks_doc() -> str:
     rows = []
     for name, (_, what) in BENCHMARKS.items():
         record = load(name)
-        rows.append([f"[{name}](#{name})", what, record["date"] if record else "not yet run"])
+        module = _module(name)
+        state = "device tool" if not getattr(module, "WRITES_RESULT", True) else "not yet run"
+        rows.append([f"[{name}](#{name})", what, record["date"] if record else state])
     return (
         head
         + table(["benchmark", "what it measures", "latest run"], rows)
