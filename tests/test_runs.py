@@ -47,7 +47,9 @@ def cli(*args: str, env: dict | None = None) -> subprocess.Popen:
     )
 
 
-def wait_for_commits(out: str, proc: subprocess.Popen, n: int = 1, timeout: float = 240) -> None:
+def wait_for_commits(out: str, proc: subprocess.Popen, n: int = 1, timeout: float = 600) -> None:
+    """Wait for `n` commits of the run on `out`; the deadline is for a machine loaded several times
+    over (four busy loops beside the test on 2 cores took over 240 s to the first commit)."""
     deadline = time.time() + timeout
     while len(RunStore(out).log()) < n:
         assert proc.poll() is None, f"the run ended before {n} commits: {proc.stdout.read()}"
