@@ -146,7 +146,7 @@ def reap_orphans() -> int:
         except (OSError, ValueError):
             continue
         pid, started = rec["driver"]
-        if _start_time(pid) == started:  # that driver is still running
+        if running(pid, started):  # that driver is still running
             continue
         procs = [(p, st) for p, st in rec["procs"] if running(p, st)]
         left = [p for p, _ in procs]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from raydist.search.index import _vectors
 from raydist.search.query import Index
 
 THRESHOLD = 0.14  # = bench.search.threshold(bench/results/search.json)[0]
@@ -29,7 +30,7 @@ def dedupe(idx: str, threshold: float = THRESHOLD, storage_options: dict | None 
     rows = index.table.to_arrow()
     keys = _keys(rows, index.meta.level)
     where = {k: i for i, k in enumerate(keys)}
-    vectors = np.stack(rows.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+    vectors = _vectors(rows.column("vector"))
     parent = list(range(len(keys)))
 
     def find(i: int) -> int:
