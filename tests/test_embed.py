@@ -145,17 +145,17 @@ def test_outputs_read_without_raydist(run):
     import pandas as pd
     import polars as pl
 
-    clips_glob = os.path.join(out, "clips", "*.parquet")
+    clips_glob = os.path.join(out, "clips", "**", "*.parquet")  # one folder per commit
     n = duckdb.sql(f"select count(*) from '{clips_glob}'").fetchall()[0][0]
     assert n == len(GOOD) + 1
     dims = duckdb.sql(f"select len(embedding) from '{clips_glob}' limit 1").fetchall()[0][0]
     assert dims == 128
-    first = duckdb.sql(f"select mean[1] from '{os.path.join(out, 'frames', '*.parquet')}' limit 1").fetchall()[0][0]
+    first = duckdb.sql(f"select mean[1] from '{os.path.join(out, 'frames', '**', '*.parquet')}' limit 1").fetchall()[0][0]
     assert len(first) == 32
     assert len(pl.read_parquet(clips_glob)) == n
     assert len(pd.read_parquet(os.path.join(out, "segments"))) == len(read_table(out, "segments"))
     for table, schema in (("clips", CLIPS), ("events", EVENTS), ("segments", SEGMENTS), ("errors", ERRORS)):
-        for path in glob.glob(os.path.join(out, table, "*.parquet")):
+        for path in glob.glob(os.path.join(out, table, "*", "*.parquet")):
             t = pq.read_table(path)
             assert t.schema.remove_metadata().equals(schema.remove_metadata(), check_metadata=False), table
             assert t.schema.metadata[b"raydist.schema_version"] == b"3"
@@ -173,7 +173,8 @@ def test_run_manifest_records_the_run(run):
     assert manifest["commits"] == [entry["seq"]] == [1] and entry["removed"] == {}
     assert entry["counts"] == counts
     for table in ("clips", "frames", "segments", "events", "errors"):
-        assert sorted(os.listdir(os.path.join(out, table))) == entry["files"][table]
+        placed = [os.path.relpath(p, os.path.join(out, table)) for p in glob.glob(os.path.join(out, table, "*", "*"))]
+        assert sorted(placed) == entry["files"][table]
     assert len(manifest["model"]["sha256"]) == 64
     assert manifest["feature_config"]["sample_rate"] == 16000
     assert set(manifest["versions"]) >= {"raydist", "ray", "torch", "torchaudio", "pyarrow"}
@@ -191,7 +192,7 @@ def test_runs_command_lists_the_runs_of_an_output(run):
     line = next(ln for ln in result.output.splitlines() if ln.startswith(summary.run_id))
     assert line.split()[1:3] == ["embed", "complete"]
     assert line.split()[-5:-1] == ["1", str(summary.ok), str(summary.failed), "0"]  # commits ok failed dropped
-    assert "1 commits; files: clips 1, errors 1, events 1, frames 1, segments 1" in result.output
+    assert "1 commits; files: clips 2, errors 2, events 2, frames 2, segments 2" in result.output  # 16 inputs, 8 per file
     missing = CliRunner().invoke(app, ["runs", os.path.join(out, "nothing-here")])
     assert missing.exit_code == 2 and "holds no raydist run" in missing.output
 
@@ -216,7 +217,7 @@ def test_retry_errors_replaces_the_error_rows_of_fixed_inputs(ray_session, check
     sf.write(str(root / "short.wav"), tone(440, 0.02, 16000), 16000)
     first = embed([str(root)], out, checkpoint)
     assert (first.ok, first.failed) == (2, 2)
-    (old_errors,) = glob.glob(os.path.join(out, "errors", "*.parquet"))
+    (old_errors,) = glob.glob(os.path.join(out, "errors", "*", "*.parquet"))
     saved = open(old_errors, "rb").read()
     assert embed([str(root)], out, checkpoint).already_done == 4  # errors are final without the flag
 
@@ -228,11 +229,12 @@ def test_retry_errors_replaces_the_error_rows_of_fixed_inputs(ray_session, check
     assert raw.column("id").to_pylist() == ["short.wav"]
     assert read_table(out, "errors").column("id").to_pylist() == ["short.wav"]
     last = RunStore(out).log()[-1]
-    assert last["removed"] == {"errors": [os.path.basename(old_errors)]}
+    assert last["removed"] == {"errors": [os.path.relpath(old_errors, os.path.join(out, "errors"))]}
     assert last["counts"]["retried"] == 2 and RunStore(out).manifests()[-1]["counts"]["retried"] == 2
 
     # a crash after the commit point but before the old part was deleted: readers skip it, and
     # the next run's recovery deletes it
+    os.makedirs(os.path.dirname(old_errors), exist_ok=True)
     open(old_errors, "wb").write(saved)
     assert read_table(out, "errors").num_rows == 1
     assert embed([str(root)], out, checkpoint).already_done == 4
@@ -250,8 +252,9 @@ def test_interrupted_commit_rolls_forward_and_dead_staging_is_dropped(ray_sessio
     # simulate a crash between the log entry and the moves: put the files back in staging
     for table, files in m["files"].items():
         for name in files:
-            os.makedirs(os.path.join(out, "_staging", m["run_id"], table), exist_ok=True)
+            os.makedirs(os.path.dirname(os.path.join(out, "_staging", m["run_id"], table, name)), exist_ok=True)
             os.rename(os.path.join(out, table, name), os.path.join(out, "_staging", m["run_id"], table, name))
+            os.rmdir(os.path.dirname(os.path.join(out, table, name)))  # the commit's folder, now empty
     os.makedirs(os.path.join(out, "_staging", "dead-run", "clips"))
     open(os.path.join(out, "_staging", "dead-run", "clips", "part-x.parquet"), "w").write("half")
     assert read_table(out, "clips").num_rows == 4  # committed: read from staging until rolled forward

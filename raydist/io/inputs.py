@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -39,7 +40,8 @@ class Inputs:
 
 def read_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """A CSV or Parquet manifest with a `uri` column and optional id, label, split columns.
-    Relative URIs are taken relative to the manifest's folder."""
+    Relative URIs are taken relative to the manifest's folder. Read whole, in this process: the
+    pipeline reads manifests with Ray Data instead (`raydist.pipeline.todo`)."""
     fs, path = url_to_fs(uri, storage_options)
     try:
         with fs.open(path, "rb") as f:
@@ -50,20 +52,57 @@ def read_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> pa
             )
     except (OSError, pa.ArrowException) as e:
         raise InputError(f"cannot read manifest {uri}: {e}") from e
+    return normalise_manifest(table, uri, manifest_base(uri, storage_options), first_row=1)
+
+
+def manifest_base(uri: str, storage_options: dict[str, Any] | None = None) -> str:
+    """The folder relative URIs in manifest `uri` are taken from, as a URI."""
+    fs, path = url_to_fs(uri, storage_options)
+    return full_uri(fs, posixpath.dirname(path))
+
+
+def normalise_manifest(table: pa.Table, uri: str, base: str, first_row: int | None = None) -> pa.Table:
+    """Rows of manifest `uri` (or a block of them) as INPUT_SCHEMA: relative URIs joined to
+    `base`, ids from URIs where there is no id column, every value as text. `first_row`: the
+    row number of the table's first row in the manifest, for messages (None: unknown)."""
     if "uri" not in table.column_names:
         raise InputError(f"manifest {uri} has no 'uri' column (columns: {table.column_names})")
-    base = posixpath.dirname(path)
-    uris = []
-    for i, u in enumerate(table.column("uri").to_pylist()):
-        if not isinstance(u, str) or not u.strip():
-            raise InputError(f"manifest {uri} row {i + 1}: uri is empty or not text ({u!r})")
-        uris.append(u if "://" in u or u.startswith("/") else full_uri(fs, posixpath.join(base, u)))
+    col = table.column("uri")
+    if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type) and not pa.types.is_null(col.type):
+        raise InputError(f"manifest {uri} {_row(first_row, 0)}: uri is empty or not text ({col[0].as_py()!r})")
+    col = col.cast(pa.string())
+    bad = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(col), ""), True)
+    if pc.any(bad).as_py():
+        i = pc.index(bad, True).as_py()
+        raise InputError(f"manifest {uri} {_row(first_row, i)}: uri is empty or not text ({col[i].as_py()!r})")
+    absolute = pc.or_(pc.match_substring(col, "://"), pc.starts_with(col, "/"))
+    uris = pc.if_else(absolute, col, pc.binary_join_element_wise(base.rstrip("/"), col, "/"))
     cols = {"uri": uris}
     for name in ("id", "label", "split"):
         if name in table.column_names:
-            cols[name] = [None if v is None else str(v) for v in table.column(name).to_pylist()]
-    ids = cols.get("id") or [_id_from(u, base_uri=None) for u in uris]
-    return _table(ids, uris, cols.get("label"), cols.get("split"))
+            cols[name] = _text(table.column(name))
+    if "id" not in cols:
+        cols["id"] = pc.utf8_ltrim(pc.replace_substring_regex(uris, "^[A-Za-z0-9+.-]*://", ""), "/")
+    n = table.num_rows
+    out = pa.table({k: cols.get(k, pa.nulls(n, pa.string())) for k in INPUT_SCHEMA.names}, schema=INPUT_SCHEMA)
+    if first_row is None:  # a block read by Ray Data: check its ids here (resolve_inputs checks them whole)
+        empty = pc.fill_null(pc.equal(out.column("id"), ""), True)
+        if pc.any(empty).as_py():
+            raise InputError(
+                f"manifest {uri}: the row of {out.column('uri')[pc.index(empty, True).as_py()]} has an empty id"
+            )
+    return out
+
+
+def _row(first_row: int | None, i: int) -> str:
+    return f"row {first_row + i}" if first_row is not None else "a row"
+
+
+def _text(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Any column as text, nulls kept ('1.5' for 1.5, '7' for 7)."""
+    if pa.types.is_floating(col.type):  # str(1.5) like the rows were written; 7.0 stays '7.0'
+        return pa.chunked_array([pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())])
+    return col.cast(pa.string())
 
 
 def _id_from(uri: str, base_uri: str | None) -> str:
@@ -113,15 +152,23 @@ def resolve_inputs(inputs: list[str], storage_options: dict[str, Any] | None = N
         is_manifest = uri.lower().endswith(MANIFEST_EXTENSIONS)
         tables.append(read_manifest(uri, storage_options) if is_manifest else _list(uri, storage_options, skipped))
     table = pa.concat_tables(tables)
-    ids = table.column("id").to_pylist()
-    for i, v in enumerate(ids):
-        if not v:
-            raise InputError(f"input row {i + 1} ({table.column('uri')[i]}) has an empty id")
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dup = next(v for v in ids if v in seen or seen.add(v))  # type: ignore[func-returns-value]
-        raise InputError(f"duplicate input id {dup!r} (row {ids.index(dup) + 1} and later); ids must be unique")
+    check_ids(table)
     return Inputs(table, skipped)
+
+
+def check_ids(table: pa.Table, first_row: int | None = 1) -> None:
+    """Every id present and none twice; InputError naming the first that is not."""
+    ids = table.column("id")
+    empty = pc.fill_null(pc.equal(ids, ""), True)
+    if pc.any(empty).as_py():
+        i = pc.index(empty, True).as_py()
+        raise InputError(f"input {_row(first_row, i)} ({table.column('uri')[i]}) has an empty id")
+    counts = pc.value_counts(ids)
+    dups = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(dups):
+        dup = dups[0]["values"].as_py()
+        i = pc.index(ids, dup).as_py()
+        raise InputError(f"duplicate input id {dup!r} ({_row(first_row, i)} and later); ids must be unique")
 
 
 # botocore's "standard" retry mode: throttling (503 SlowDown), 5xx and connection errors are

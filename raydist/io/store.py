@@ -1,28 +1,35 @@
 """Exactly-once, resumable output directories (local or s3://), safe for concurrent runs.
 
-    <table>/part-*.parquet   committed rows: one file per table per commit
-    _log/<seq>.json          the commit log; entry <seq> is created only if absent: the commit point
-    _runs/<run>.json         one record per run: configs, model, versions, state, counts, heartbeat
-    _staging/<run>/          a run's Parquet parts before they are committed
+    <table>/<commit>/part-*.parquet   committed rows: one folder per table per commit
+    _log/<seq>.json                   the commit log; entry <seq> is created only if absent: the commit point
+    _log/<seq>.checkpoint.parquet     every CHECKPOINT_EVERY entries: the log up to <seq> in one file
+    _log/_last_checkpoint.json        which checkpoint is the latest
+    _runs/<run>.json                  one record per run: configs, model, versions, state, counts, heartbeat
+    _staging/<run>/                   a run's Parquet parts before they are committed
 
-A run commits in increments. Each commit merges the increment's staged parts into one file per
-table (minus rows of inputs another run committed meanwhile), creates the next log entry (an
-exclusive create: `os.link` on local disk, a conditional PUT `If-None-Match: *` on S3; a run that
-loses the race re-reads the new entries, drops the ids they hold and tries the next number), then
-moves its files into place. Readers list the log: they see whole commits only, and a plain glob
-sees each commit of a table as one whole file.
+Commits move no row data. Writer tasks write their parts under the run's staging folder; a commit
+gathers the increment's parts into one folder per table (renames inside staging), creates the
+next log entry listing them (an exclusive create: `os.link` on local disk, a conditional PUT
+`If-None-Match: *` on S3; a run that loses the race reads the new entries and tries the next
+number), then moves each folder into place: on local disk one rename per table, so a glob of
+`<table>/**/*.parquet` sees whole commits only; on S3 a server-side copy per file. The driver
+never opens a data file on this path. Readers list the log.
+
+Conflicts: if another run committed some of the same inputs meanwhile (its new entries' ids are
+read, only those), the parts holding them are rewritten without those rows by `filter_files`
+(Ray tasks in the pipeline; in-process by default), and only those parts.
 
 A run's record carries a heartbeat. Recovery (at the start of every run) rolls forward the commits
 of dead runs whose moves were cut short and deletes their staging; a run is dead when its driver
 ran on this host and is gone, when its heartbeat is older than its lease, or when it ended. The
 staging of a live run is never touched.
 
-`--retry-errors` commits list under "removed" the earlier error parts they replace (their staged
-rewrites, minus the retried ids, are among the commit's files), so each input keeps at most its
-latest error row.
+`--retry-errors` and `raydist compact` commit entries that list under "removed" the files they
+replace (their rewrites are among the entry's files), so each input keeps one row.
 
-Outputs of raydist before the log (`_runs/<run>.json` holding "files") still read and resume:
-those manifests are commits numbered before the log's.
+Outputs of earlier raydist still read and resume: one file per table per commit (`<table>/<name>`)
+and, before the log, manifests in `_runs/<run>.json` holding "files" (commits numbered before
+the log's).
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ import json
 import os
 import posixpath
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import fsspec
 import pyarrow as pa
@@ -44,8 +52,37 @@ from raydist.io.runs import is_alive, now_iso
 from raydist.io.schema import TABLES, schema_for
 
 LOG, RUNS, STAGING = "_log", "_runs", "_staging"
+LAST_CHECKPOINT = "_last_checkpoint.json"
+CHECKPOINT_EVERY = 100  # entries between log checkpoints
 # fault injection for the tests that kill a driver during a commit's moves: seconds after each move
 MOVE_DELAY_S = float(os.environ.get("RAYDIST_FAULT_MOVE_DELAY_S", "0"))
+
+# (source path, destination path, ids whose rows go) -> rows kept, or None if no row of the ids was
+# there (nothing written). A FilterFiles runs a list of them: in Ray tasks, or in-process.
+FilterJob = tuple[str, str, list[str]]
+FilterFiles = Callable[[list[FilterJob], dict[str, Any]], list[int | None]]
+
+
+def filter_file(job: FilterJob, storage_options: dict[str, Any] | None = None) -> int | None:
+    """Write `src` minus the rows of `drop` to `dst` (only if some row goes, and only if any is
+    left). Returns the rows kept, or None when `src` holds none of `drop`."""
+    src, dst, drop = job
+    fs, path = url_to_fs(src, storage_options)
+    t = _read_moving(fs, path)
+    keep = pc.invert(pc.is_in(t.column("id"), pa.array(drop, pa.string())))
+    if pc.all(keep).as_py() in (True, None):
+        return None
+    rest = t.filter(keep)
+    if rest.num_rows:
+        dfs, dpath = url_to_fs(dst, storage_options)
+        dfs.makedirs(posixpath.dirname(dpath), exist_ok=True)
+        with dfs.open(dpath, "wb") as f:
+            pq.write_table(rest, f, compression="zstd")
+    return rest.num_rows
+
+
+def filter_in_process(jobs: list[FilterJob], storage_options: dict[str, Any]) -> list[int | None]:
+    return [filter_file(j, storage_options) for j in jobs]
 
 
 @dataclass
@@ -57,15 +94,20 @@ class Taken:
 
 
 class RunStore:
-    def __init__(self, out: str, storage_options: dict[str, Any] | None = None):
+    def __init__(
+        self, out: str, storage_options: dict[str, Any] | None = None, filter_files: FilterFiles | None = None
+    ):
         self.out = out.rstrip("/")
         so = dict(storage_options or {})
+        self.storage_options = dict(so)  # as given: for tasks that open files by URI
         if "://" in self.out and not self.out.startswith("file://"):
             so["use_listings_cache"] = False  # other runs write here: a cached listing would be stale
         self.fs, self.root = url_to_fs(self.out, so)
         self.root = self.root.rstrip("/")
+        self.filter_files = filter_files or filter_in_process
         self._entries: list[dict[str, Any]] = []  # the log as read so far (legacy manifests first)
         self._head = -1  # highest log number read; -1: nothing read yet
+        self._checkpoint = 0  # entries up to this number were all in place when it was written
 
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
@@ -73,6 +115,10 @@ class RunStore:
     def uri(self, *parts: str) -> str:
         """Full URI (with scheme) for writers on other nodes."""
         return full_uri(self.fs, self.path(*parts))
+
+    @property
+    def local(self) -> bool:
+        return not self.uri().count("://")
 
     def check_writable(self) -> None:
         """Fail fast, before any work, if the output cannot be written."""
@@ -92,19 +138,45 @@ class RunStore:
         return sorted(self.fs.glob(posixpath.join(folder, pattern)))
 
     def log(self) -> list[dict[str, Any]]:
-        """Every commit, in order. Reads only the entries not read before."""
+        """Every commit, in order. Reads only the entries not read before: the first call reads
+        the latest checkpoint (if any) and the entries after it, later calls the new entries."""
         if self._head < 0:
-            for p in self._ls(self.path(RUNS), "*.json"):
-                m = self._read_json(p)
-                if "files" in m:  # a manifest of raydist before the log: one commit
-                    self._entries.append({**m, "seq": 0, "legacy": True})
-            self._head = 0
+            self._head = self._read_checkpoint()
+            if self._head < 0:
+                self._head = self._read_unchecked()
+        while True:  # entries are numbered without gaps: read on until the next is missing
+            try:
+                entry = self._read_json(self.path(LOG, f"{self._head + 1:08d}.json"))
+            except FileNotFoundError:
+                return self._entries
+            self._entries.append(entry)
+            self._head += 1
+
+    def _read_checkpoint(self) -> int:
+        """Load the latest checkpoint; its number, or -1 if there is none."""
+        try:
+            seq = int(self._read_json(self.path(LOG, LAST_CHECKPOINT))["seq"])
+            with self.fs.open(self.path(LOG, f"{seq:08d}.checkpoint.parquet"), "rb") as f:
+                t = pq.read_table(f, columns=["entry"])
+        except FileNotFoundError:
+            return -1
+        self._entries = [json.loads(e) for e in t.column("entry").to_pylist()]
+        self._checkpoint = seq
+        return seq
+
+    def _read_unchecked(self) -> int:
+        """An output with no checkpoint: legacy manifests, then every entry (listed)."""
+        for p in self._ls(self.path(RUNS), "*.json"):
+            m = self._read_json(p)
+            if "files" in m:  # a manifest of raydist before the log: one commit
+                self._entries.append({**m, "seq": 0, "legacy": True})
+        head = 0
         for p in self._ls(self.path(LOG), "*.json"):
-            seq = int(posixpath.basename(p)[:-5])
-            if seq > self._head:
+            name = posixpath.basename(p)
+            if name[:-5].isdigit() and int(name[:-5]) > head:
                 self._entries.append(self._read_json(p))
-                self._head = seq
-        return self._entries
+                head = int(name[:-5])
+        return head
 
     def records(self) -> list[dict[str, Any]]:
         """Every run's record (legacy manifests included), oldest first."""
@@ -139,14 +211,29 @@ class RunStore:
         for table in tables:
             gone = {n for e in everything for n in e.get("removed", {}).get(table, ())}
             names = [(e, n) for e in entries for n in e["files"].get(table, [])]
-            if not names:
-                continue
-            placed = {posixpath.basename(p) for p in self._ls(self.path(table), "*.parquet")}
+            flat = any("/" not in n for _, n in names)  # files of earlier raydist: <table>/<name>
+            placed = {posixpath.basename(p) for p in self._ls(self.path(table), "*.parquet")} if flat else set()
+            folders: dict[str, set[str] | bool] = {}
             for e, n in names:
                 if n in gone or (skip_rewrites and n in e.get("rewrites", {}).get(table, ())):
                     continue
-                out.append(self.path(table, n) if n in placed else self.path(STAGING, e["run_id"], table, n))
+                if "/" in n:  # <commit folder>/<part>
+                    folder = n.split("/")[0]
+                    if folder not in folders:
+                        folders[folder] = e.get("seq", 0) <= self._checkpoint or self._placed(table, folder)
+                    f = folders[folder]
+                    here = f if isinstance(f, bool) else n in f
+                else:
+                    here = n in placed
+                out.append(self.path(table, n) if here else self.path(STAGING, e["run_id"], table, n))
         return out
+
+    def _placed(self, table: str, folder: str) -> set[str] | bool:
+        """Whether a commit folder is in place: on local disk it moves whole (one rename); on S3
+        file by file, so the names of those in place."""
+        if self.local:
+            return os.path.exists(self.path(table, folder))
+        return {f"{folder}/{posixpath.basename(p)}" for p in self._ls(self.path(table, folder), "*.parquet")}
 
     def ids_in(self, files: list[str]) -> list[str]:
         ids: list[str] = []
@@ -155,7 +242,8 @@ class RunStore:
         return ids
 
     def done_ids(self, tables: tuple[str, ...] = ("clips", "errors")) -> set[str]:
-        """Ids already committed in any of `tables` (a result or an error)."""
+        """Ids already committed in any of `tables` (a result or an error), read in this process.
+        Runs do not call this (it grows with the output); they anti-join in Ray Data."""
         return {i for t in tables for i in self.ids_in(self.committed_files(t))}
 
     # -- runs and their heartbeats -------------------------------------------------------------
@@ -171,10 +259,11 @@ class RunStore:
         """Roll forward the cut-short commits of dead runs and delete their staging; leave the
         staging of live runs (and of run `me`) alone."""
         entries = self.log()
-        for table in {t for e in entries for t in e.get("removed", {})}:  # deletions cut short
-            present = {posixpath.basename(p) for p in self._ls(self.path(table), "*.parquet")}
-            for name in present & {n for e in entries for n in e.get("removed", {}).get(table, ())}:
-                self._rm(self.path(table, name))
+        for e in entries:  # deletions cut short (those before the checkpoint were done)
+            if e.get("seq", 0) > self._checkpoint:
+                for table, names in e.get("removed", {}).items():
+                    for name in names:
+                        self._rm(self.path(table, name))
         if not self.fs.exists(self.path(STAGING)):
             return
         for d in self._ls(self.path(STAGING)):
@@ -198,34 +287,44 @@ class RunStore:
         run_id: str,
         number: int,
         parts: dict[str, list[str]],
-        ids: list[str],
+        ids: dict[str, list[str]] | list[str],
         taken: Taken,
         done_tables: tuple[str, ...],
         info: dict[str, Any],
         replace_errors_of: set[str] | None = None,
         error_ids: set[str] = frozenset(),  # type: ignore[assignment]
     ) -> tuple[dict[str, Any], set[str]]:
-        """Commit staged `parts` (per table, names under _staging/<run>/<table>/) holding the rows
-        of `ids`, as commit `number` of run `run_id`. Rows of ids that other runs committed since
-        this run started (`taken`, kept up to date here) are left out. `replace_errors_of`: retried
-        ids whose older error rows go; `error_ids`: which of `ids` are error rows (for the counts).
-        Returns (the log entry, the ids left out)."""
-        ids_set, dropped, merged = set(ids), set(), None
+        """Commit staged `parts` (per table, names under _staging/<run>/<table>/) as commit
+        `number` of run `run_id`. `ids`: the ids each part holds (part name -> ids; a plain list
+        when there is one part). Rows of ids that other runs committed since this run started
+        (`taken`, kept up to date here) are left out: only the parts holding them are rewritten.
+        `replace_errors_of`: retried ids whose older error rows go; `error_ids`: which ids are
+        error rows (for the counts). Returns (the log entry, the ids left out)."""
+        if isinstance(ids, list):
+            ((name,),) = {tuple(set(n)) for n in parts.values()}
+            ids = {name: ids}
+        folder = f"{run_id}-c{number:05d}"
+        parts = {t: [self._gather(run_id, t, folder, n) for n in names] for t, names in parts.items()}
+        ids = {f"{folder}/{n}": v for n, v in ids.items()}
+        all_ids = {i for v in ids.values() for i in v}
+        dropped: set[str] = set()
+        rewritten: list[str] = []
         while True:
             entries = list(self.log())
             head = self._head  # this attempt claims head + 1; reads below may see later entries
             new = [e for e in entries if taken.upto < e.get("seq", 0) and e["run_id"] != run_id]
-            taken.ids.update(self.ids_in(self._located(new, done_tables, skip_rewrites=True)))
+            if new:
+                taken.ids.update(self.ids_in(self._located(new, done_tables, skip_rewrites=True)))
             taken.upto = head
-            fresh = ids_set & taken.ids
-            if merged is None or fresh - dropped:
+            fresh = (all_ids & taken.ids) - dropped
+            if fresh:
                 dropped |= fresh
-                merged = {t: self._merge(run_id, number, t, names, dropped) for t, names in parts.items()}
+                parts = self._drop_rows(run_id, parts, ids, dropped)
             entry: dict[str, Any] = {
                 "seq": head + 1,
                 "run_id": run_id,
                 "commit": number,
-                "files": {t: [n] for t, n in merged.items() if n},
+                "files": {t: names for t, names in parts.items() if names},
                 "removed": {},
                 "rewrites": {},
                 "created": now_iso(),
@@ -243,94 +342,150 @@ class RunStore:
                     "dropped": len(dropped),
                 }
             if retried:
-                staged, entry["removed"]["errors"] = self.stage_without("errors", retried, run_id, number)
+                for n in rewritten:  # an earlier attempt's rewrites: staged again below
+                    self._rm(self.path(STAGING, run_id, "errors", n))
+                staged, entry["removed"]["errors"] = self.stage_without("errors", retried, run_id, folder)
+                rewritten = staged
                 entry["files"].setdefault("errors", []).extend(staged)
                 entry["rewrites"]["errors"] = staged
             if self._create(self.path(LOG, f"{entry['seq']:08d}.json"), json.dumps(entry, indent=2).encode()):
                 break  # else another run took this number: read what it committed and try the next
         self.log()  # (reads our own entry too)
         self._apply(entry)
-        for t, names in parts.items():  # the merged parts (a part committed as it is has moved)
-            for n in names:
-                if n not in entry["files"].get(t, ()):
-                    self._rm(self.path(STAGING, run_id, t, n))
+        self._maybe_checkpoint(entry["seq"])
         return entry, dropped
 
-    def _merge(self, run_id: str, number: int, table: str, names: list[str], drop: set[str]) -> str | None:
-        """The commit's one file of `table` in staging: a lone part as it is, else the parts
-        merged (row groups copied, rows of `drop` left out). None when no row is left."""
-        staged = [self.path(STAGING, run_id, table, n) for n in names]
-        if len(names) == 1 and not drop:
-            return names[0]
-        name = f"part-{run_id}-c{number:05d}.parquet"
-        writer, rows, buf = None, 0, pa.BufferOutputStream()
-        for p in staged:
-            with self.fs.open(p, "rb") as f:
-                pf = pq.ParquetFile(f)
-                for g in range(pf.num_row_groups):
-                    t = pf.read_row_group(g)
-                    if drop:
-                        t = t.filter(pc.invert(pc.is_in(t.column("id"), pa.array(sorted(drop), pa.string()))))
-                    if not t.num_rows:
-                        continue
-                    if writer is None:
-                        writer = pq.ParquetWriter(buf, t.schema, compression="zstd")
-                    writer.write_table(t, row_group_size=t.num_rows)
-                    rows += t.num_rows
-        if writer is None:
-            return None
-        writer.close()
-        self._write(self.path(STAGING, run_id, table, name), buf.getvalue().to_pybytes())
-        return name
+    def _gather(self, run_id: str, table: str, folder: str, name: str) -> str:
+        """Move a staged part into the commit's folder (inside the run's staging)."""
+        src, rel = self.path(STAGING, run_id, table, name), f"{folder}/{name}"
+        if self.local:
+            os.makedirs(self.path(STAGING, run_id, table, folder), exist_ok=True)
+            os.rename(src, self.path(STAGING, run_id, table, rel))
+        else:
+            self.fs.mv(src, self.path(STAGING, run_id, table, rel))
+        return rel
 
-    def stage_without(self, table: str, ids: set[str], run_id: str, number: int = 0) -> tuple[list[str], list[str]]:
-        """Stage rewrites of the committed parts of `table` that hold any of `ids`, minus those
-        rows, for run `run_id`. Returns (staged names, replaced names) for its log entry."""
-        staged, replaced = [], []
-        for p in self.committed_files(table):
-            t = _read_moving(self.fs, p)
-            keep = pc.invert(pc.is_in(t.column("id"), pa.array(sorted(ids), pa.string())))
-            if pc.all(keep).as_py():
+    def _drop_rows(
+        self, run_id: str, parts: dict[str, list[str]], ids: dict[str, list[str]], drop: set[str]
+    ) -> dict[str, list[str]]:
+        """Rewrite the staged parts that hold any id of `drop` without those rows (the others are
+        not opened). Returns the parts as they are now."""
+        jobs, where = [], []
+        for t, names in parts.items():
+            for n in names:
+                hit = sorted(drop.intersection(ids.get(n, ())))
+                if hit:
+                    stem, k = n[: -len(".parquet")], 1
+                    while f"{stem}-d{k}.parquet" in names:
+                        k += 1
+                    jobs.append(
+                        (self.uri(STAGING, run_id, t, n), self.uri(STAGING, run_id, t, f"{stem}-d{k}.parquet"), hit)
+                    )
+                    where.append((t, n, f"{stem}-d{k}.parquet"))
+        kept = self.filter_files(jobs, self.storage_options) if jobs else []
+        out = {t: list(names) for t, names in parts.items()}
+        for (t, old, new), rows in zip(where, kept):
+            if rows is None:  # (a table with no row for those ids)
                 continue
-            replaced.append(posixpath.basename(p))
-            rest = t.filter(keep)
-            if rest.num_rows:
-                name = f"{run_id}-c{number:05d}-rewrite-{posixpath.basename(p)}"
-                buf = pa.BufferOutputStream()
-                pq.write_table(rest, buf, compression="zstd")
-                self._write(self.path(STAGING, run_id, table, name), buf.getvalue().to_pybytes())
-                staged.append(name)
+            i = out[t].index(old)
+            out[t][i : i + 1] = [new] if rows else []
+            ids[new] = [i for i in ids[old] if i not in drop]
+            self._rm(self.path(STAGING, run_id, t, old))
+        return out
+
+    def stage_without(
+        self, table: str, ids: set[str], run_id: str, folder: str = "rewrite", files: list[str] | None = None
+    ) -> tuple[list[str], list[str]]:
+        """Stage rewrites of the committed files of `table` (or `files`, relative names) that hold
+        any of `ids`, minus those rows, in `folder` of run `run_id`'s staging (by `filter_files`).
+        Returns (staged names, replaced names) for its log entry."""
+        located = self.committed_files(table)
+        names = [self._relative(table, p) for p in located]
+        if files is not None:
+            located, names = zip(*[(p, n) for p, n in zip(located, names) if n in files]) or ((), ())
+        drop, dsts = sorted(ids), [f"{folder}/rewrite-{n.replace('/', '-')}" for n in names]
+        jobs = [(full_uri(self.fs, p), self.uri(STAGING, run_id, table, d), drop) for p, d in zip(located, dsts)]
+        staged, replaced = [], []
+        for d, n, rows in zip(dsts, names, self.filter_files(jobs, self.storage_options) if jobs else []):
+            if rows is not None:
+                replaced.append(n)
+                staged += [d] if rows else []
         return staged, replaced
 
-    def _write(self, path: str, data: bytes) -> None:
-        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        with self.fs.open(path, "wb") as f:
-            f.write(data)
+    def _relative(self, table: str, path: str) -> str:
+        """A located file's name in the log: <folder>/<part> or <part>."""
+        base = self.path(table) + "/"
+        if path.startswith(base):
+            return path[len(base) :]
+        rest = path[len(self.path(STAGING)) + 1 :]  # <run>/<table>/<name>
+        return rest.split("/", 2)[2]
 
     def _create(self, path: str, data: bytes) -> bool:
         return create_exclusive(self.fs, path, data)
 
     def _apply(self, entry: dict[str, Any]) -> None:
-        """Move a committed entry's files into place and delete the parts it replaced (both
+        """Move a committed entry's files into place and delete the files it replaced (both
         idempotent: any run may finish a commit whose moves were cut short)."""
         for table, names in entry["files"].items():
-            for name in names:
+            for folder in dict.fromkeys(n.split("/")[0] for n in names if "/" in n):
+                self._publish(entry["run_id"], table, folder, [n for n in names if n.startswith(folder + "/")])
+                time.sleep(MOVE_DELAY_S)
+            for name in (n for n in names if "/" not in n):  # earlier raydist: one file per commit
                 self._move(entry["run_id"], table, name)
                 time.sleep(MOVE_DELAY_S)
         for table, names in entry.get("removed", {}).items():
             for name in names:
                 self._rm(self.path(table, name))
+                if "/" in name and self.local:
+                    try:
+                        os.rmdir(self.path(table, name.split("/")[0]))  # the last file of its folder
+                    except OSError:
+                        pass
+
+    def _publish(self, run_id: str, table: str, folder: str, names: list[str]) -> None:
+        """A commit folder into place: one rename on local disk; file by file on S3."""
+        final, staged = self.path(table, folder), self.path(STAGING, run_id, table, folder)
+        if not self.local:
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda n: self._move(run_id, table, n), names))
+            return
+        if os.path.exists(final):
+            return
+        try:
+            os.makedirs(self.path(table), exist_ok=True)
+            os.rename(staged, final)
+        except FileNotFoundError:
+            if not os.path.exists(final):  # not moved by another run meanwhile: lost
+                raise StoreError(
+                    f"committed folder {table}/{folder} of run {run_id} is missing from {self.out}"
+                ) from None
 
     def _move(self, run_id: str, table: str, name: str) -> None:
         final, staged = self.path(table, name), self.path(STAGING, run_id, table, name)
         if self.fs.exists(final):
             return
         try:
-            self.fs.makedirs(self.path(table), exist_ok=True)
+            self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
             self.fs.mv(staged, final)
         except FileNotFoundError:
             if not self.fs.exists(final):  # not moved by another run meanwhile: lost
                 raise StoreError(f"committed file {table}/{name} of run {run_id} is missing from {self.out}") from None
+
+    def _maybe_checkpoint(self, seq: int, every: int | None = None) -> None:
+        """Every CHECKPOINT_EVERY entries: make sure every entry up to `seq` is in place, then
+        write the log up to `seq` as one Parquet file and point _last_checkpoint at it."""
+        every = every or CHECKPOINT_EVERY
+        if seq % every:
+            return
+        entries = [e for e in self.log() if e.get("seq", 0) <= seq]
+        for e in entries:
+            if e.get("seq", 0) > self._checkpoint:
+                self._apply(e)
+        table = pa.table({"seq": [e.get("seq", 0) for e in entries], "entry": [json.dumps(e) for e in entries]})
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        put_whole(self.fs, self.path(LOG, f"{seq:08d}.checkpoint.parquet"), sink.getvalue().to_pybytes())
+        put_whole(self.fs, self.path(LOG, LAST_CHECKPOINT), json.dumps({"seq": seq}).encode())
 
     def _rm(self, p: str) -> None:
         try:

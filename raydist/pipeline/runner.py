@@ -23,12 +23,12 @@ import ray
 from raydist.config import OutputConfig, ResourceConfig
 from raydist.console import progress as show
 from raydist.errors import RaydistError
-from raydist.io.inputs import resolve_inputs
 from raydist.io.runs import Heartbeat, driver_info, now_iso
 from raydist.io.schema import SCHEMA_VERSION
 from raydist.io.store import STAGING, RunStore, Taken
 from raydist.pipeline.decode import decode_batch
 from raydist.pipeline.summary import RunSummary
+from raydist.pipeline.todo import committed_among, filter_files_in_tasks, input_dataset, pending
 from raydist.pipeline.write import write_parts
 from raydist.signals import Interrupted, name, run_until_signal
 
@@ -74,7 +74,7 @@ def versions() -> dict[str, str]:
 
 def build_dataset(
     spec: Spec,
-    todo: pa.Table,
+    todo: ray.data.Dataset,
     model_uri: str,
     cfg: ResourceConfig,
     configs: dict[str, dict],
@@ -86,10 +86,8 @@ def build_dataset(
 ) -> ray.data.Dataset:
     """The streaming pipeline; its rows are per-part summaries."""
     actors, cpus, gpus = pool(cfg)
-    ray.data.DataContext.get_current().raise_original_map_exception = True  # report the real cause of a failure
-    # one block per decode batch, cut on the driver: streaming starts at once (no all-to-all)
-    ds = ray.data.from_arrow([todo.slice(i, cfg.decode_batch) for i in range(0, todo.num_rows, cfg.decode_batch)])
-    ds = ds.map_batches(
+    # blocks of one decode batch each (streamed): decode tasks run in parallel from the first block
+    ds = todo.repartition(target_num_rows_per_block=cfg.decode_batch).map_batches(
         decode_batch,
         fn_args=(sample_rate, storage_options),
         batch_size=cfg.decode_batch,
@@ -137,8 +135,7 @@ def run_pipeline(
     start = time.time()
     so = storage_options or {}
     model = load_model(model_uri, storage_options=so)  # fail fast on a bad checkpoint
-    listed = resolve_inputs(inputs, so)
-    store = RunStore(out, so)
+    store = RunStore(out, so, filter_files=filter_files_in_tasks)
     store.check_writable()
     output = OutputConfig.from_dict(configs["output_config"])
     run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -170,19 +167,20 @@ def run_pipeline(
         log = store.log()
         taken = Taken(log[-1].get("seq", 0) if log else 0)  # later commits of other runs go in here
         results = tuple(t for t in spec.done_tables if t != "errors")
-        done = store.done_ids(results if retry_errors else spec.done_tables)
-        table = listed.table
-        todo = table.filter(pa.array([i not in done for i in table.column("id").to_pylist()])) if done else table
-        retried = store.done_ids(("errors",)) & set(todo.column("id").to_pylist()) if retry_errors else set()
+        ray.data.DataContext.get_current().raise_original_map_exception = True  # report the real cause of a failure
+        listed, skipped = input_dataset(inputs, so)
+        todo = pending(listed, store, results if retry_errors else spec.done_tables)
+        n_inputs, n_todo = listed.count(), todo.count()
+        retried = committed_among(todo, store, "errors") if retry_errors else set()
         summary = RunSummary(
             out,
-            inputs=len(listed),
-            already_done=len(listed) - todo.num_rows,
+            inputs=n_inputs,
+            already_done=n_inputs - n_todo,
             retried=len(retried),
-            skipped_extensions=listed.skipped,
+            skipped_extensions=skipped,
             run_id=run_id,
         )
-        if todo.num_rows == 0:
+        if n_todo == 0:
             summary.wall_s = time.time() - start
             heartbeat.stop(state="nothing to do", ended=now_iso())
             return summary
@@ -197,13 +195,13 @@ def run_pipeline(
             model.features.sample_rate, metadata, so,
         )  # fmt: skip
         commits = Commits(store, spec, run_id, taken, output, heartbeat, summary, retried, model.checkpoint_id)
-        signum = _run_until_done_or_signal(ds, commits, spec.name, todo.num_rows, start, progress)
+        signum = _run_until_done_or_signal(ds, commits, spec.name, n_todo, start, progress)
     except BaseException as e:
         heartbeat.stop(state="failed", ended=now_iso(), error=_cause(e))
         if isinstance(e, Exception) and "commits" in locals():  # the pipeline or a commit failed
             kept = summary.ok + summary.failed
             raise RunFailed(
-                f"run {run_id} stopped after {kept} of {todo.num_rows} inputs were committed: {_cause(e)}. "
+                f"run {run_id} stopped after {kept} of {n_todo} inputs were committed: {_cause(e)}. "
                 f"What was committed is kept and earlier runs are intact; run the same command again to "
                 f"process what is missing."
             ) from e
@@ -212,7 +210,7 @@ def run_pipeline(
     store.drop_staging(run_id)  # parts of batches in flight at an interrupt
     if signum:
         heartbeat.stop(state="interrupted", ended=now_iso())
-        raise RunInterrupted(signum, summary, todo.num_rows - summary.ok - summary.failed - summary.dropped)
+        raise RunInterrupted(signum, summary, n_todo - summary.ok - summary.failed - summary.dropped)
     heartbeat.stop(state="complete", ended=now_iso(), wall_s=summary.wall_s)
     return summary
 
@@ -275,6 +273,7 @@ class Commits:
         for row in rows:
             for t in row["tables"]:
                 parts.setdefault(t, []).append(row["part"])
+        part_ids = {r["part"]: r["ids"] for r in rows}
         ids = [i for r in rows for i in r["ids"]]
         error_ids = {i for r in rows for i in r["error_ids"]}
         ok, failed = sum(r["ok"] for r in rows), sum(r["failed"] for r in rows)
@@ -286,7 +285,7 @@ class Commits:
             "model_sha256": self.model_sha,
         }
         entry, dropped = self.store.commit(
-            self.run_id, self.number, parts, ids, self.taken, self.spec.done_tables, info, retried, error_ids
+            self.run_id, self.number, parts, part_ids, self.taken, self.spec.done_tables, info, retried, error_ids
         )
         self.number += 1
         s, c = self.summary, entry["counts"]

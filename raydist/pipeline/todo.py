@@ -1,0 +1,132 @@
+"""What a run has to do, worked out in Ray Data so the driver holds no list that grows with the
+corpus or the output: the INPUT arguments as a dataset (manifests read in parallel, folders and
+prefixes listed), their ids checked, and the inputs already committed taken out by an anti-join
+against the committed files' `id` columns.
+
+    inputs, skipped = input_dataset(["manifest.parquet"], storage_options)
+    todo = pending(inputs, store, ("clips", "errors"))   # a materialised dataset
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import ray
+from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+from raydist.io.fs import url_to_fs
+from raydist.io.inputs import (
+    INPUT_SCHEMA,
+    MANIFEST_EXTENSIONS,
+    InputError,
+    _list,
+    check_ids,
+    manifest_base,
+    normalise_manifest,
+)
+from raydist.io.store import FilterJob, RunStore, filter_file
+
+ROWS_PER_BLOCK = 100_000  # inputs per block of a manifest dataset (about 10 MB of text)
+
+
+def input_dataset(inputs: list[str], storage_options: dict[str, Any] | None = None) -> tuple[ray.data.Dataset, dict]:
+    """The INPUT arguments as one dataset of INPUT_SCHEMA rows, and {extension: files skipped}.
+    Manifests are read by Ray Data tasks; folders, globs and prefixes are listed here. Ids are
+    checked (present, unique) before any audio is touched: InputError otherwise."""
+    if not inputs:
+        raise InputError("no INPUT given: pass a folder, a glob, an s3:// prefix or a manifest")
+    skipped: dict[str, int] = {}
+    listed, manifests = [], []
+    for uri in inputs:
+        if uri.lower().endswith(MANIFEST_EXTENSIONS):
+            manifests.append(_manifest(uri, storage_options))
+        else:
+            listed.append(_list(uri, storage_options, skipped))
+    parts = manifests + ([ray.data.from_arrow(pa.concat_tables(listed))] if listed else [])
+    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    if manifests:
+        _check_ids(ds)
+    else:
+        check_ids(pa.concat_tables(listed))
+    return ds, skipped
+
+
+def _manifest(uri: str, storage_options: dict[str, Any] | None) -> ray.data.Dataset:
+    fs, path = url_to_fs(uri, storage_options)
+    try:  # fail fast on a missing or headless manifest, before any task runs
+        with fs.open(path, "rb") as f:
+            names = pq.read_schema(f).names if path.endswith(".parquet") else _csv_header(f)
+    except (OSError, pa.ArrowException) as e:
+        raise InputError(f"cannot read manifest {uri}: {e}") from e
+    if "uri" not in names:
+        raise InputError(f"manifest {uri} has no 'uri' column (columns: {names})")
+    pafs = PyFileSystem(FSSpecHandler(fs))
+    if path.endswith(".parquet"):
+        ds = ray.data.read_parquet(path, filesystem=pafs)
+    else:
+        ds = ray.data.read_csv(
+            path, filesystem=pafs, convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types={})
+        )
+    return ds.map_batches(
+        normalise_manifest,
+        fn_args=(uri, manifest_base(uri, storage_options)),
+        batch_format="pyarrow",
+        batch_size=ROWS_PER_BLOCK,
+        num_cpus=0.5,
+    )
+
+
+def _csv_header(f) -> list[str]:
+    return pacsv.open_csv(f).schema.names
+
+
+def _check_ids(ds: ray.data.Dataset) -> None:
+    """Ids present and unique over a dataset: a distributed count by id."""
+    counts = ds.groupby("id").count()
+    dup = counts.map_batches(_repeated, batch_format="pyarrow", batch_size=None).take(1)
+    if dup:
+        raise InputError(f"duplicate input id {dup[0]['id']!r}; ids must be unique")
+
+
+def _repeated(counts: pa.Table) -> pa.Table:
+    return counts.filter(pc.greater(counts.column("count()"), 1))
+
+
+def pending(inputs: ray.data.Dataset, store: RunStore, tables: tuple[str, ...]) -> ray.data.Dataset:
+    """`inputs` minus those whose id is committed in any of `tables`: an anti-join in Ray Data
+    (hash-partitioned on both sides), materialised in the object store. The driver lists the
+    committed files; it never reads them."""
+    files = [p for t in tables for p in store.committed_files(t)]
+    if not files:
+        return inputs.materialize()
+    done = ray.data.read_parquet(files, filesystem=PyFileSystem(FSSpecHandler(store.fs)), columns=["id"])
+    return inputs.join(done, "left_anti", num_partitions=_partitions(len(files)), on=("id",)).materialize()
+
+
+def committed_among(todo: ray.data.Dataset, store: RunStore, table: str) -> set[str]:
+    """Ids of `todo` that have a committed row in `table` (a semi-join; for the errors a rerun
+    retries, which are few)."""
+    files = store.committed_files(table)
+    if not files:
+        return set()
+    fs = PyFileSystem(FSSpecHandler(store.fs))
+    done = ray.data.read_parquet(files, filesystem=fs, columns=["id"])
+    hits = todo.select_columns(["id"]).join(done, "left_semi", num_partitions=_partitions(len(files)), on=("id",))
+    return {r["id"] for r in hits.iter_rows()}
+
+
+def _partitions(files: int) -> int:
+    return max(2, min(64, files // 8))
+
+
+def filter_files_in_tasks(jobs: list[FilterJob], storage_options: dict[str, Any]) -> list[int | None]:
+    """RunStore's conflict path in Ray tasks: each rewrites one file without some ids' rows."""
+    task = ray.remote(num_cpus=0.25, max_retries=3)(filter_file)
+    return ray.get([task.remote(j, storage_options) for j in jobs])
+
+
+__all__ = ["INPUT_SCHEMA", "committed_among", "filter_files_in_tasks", "input_dataset", "pending"]
