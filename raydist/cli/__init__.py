@@ -88,6 +88,7 @@ jobs_app.command("logs")(cluster.jobs_logs)
 jobs_app.command("stop")(cluster.jobs_stop)
 app.add_typer(jobs_app, name="jobs")
 app.command()(commands.runs)
+app.command()(commands.compact)
 app.command()(commands.demo)
 
 __all__ = ["app", "main"]

@@ -316,6 +316,34 @@ def runs(
     )
 
 
+def compact(
+    out: str = typer.Argument(..., help="Output of embed or compress (directory or s3:// URI)."),
+    target_mb: float = typer.Option(256.0, "--target-mb", help="Size of the files it writes, in MB."),
+    table: Optional[List[str]] = typer.Option(None, "--table", help="Only this table (repeatable); default: all."),
+    address: Address = None,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Rewrite an output's small files into files of about --target-mb, as one commit: readers
+    see the same rows before and after, and runs on the same output may go on meanwhile. Worth
+    it when a table holds thousands of files (many commits, or small --rows-per-file): queries
+    and reruns open every file."""
+    from raydist.io.schema import TABLES
+
+    if target_mb <= 0:
+        fail(f"--target-mb must be > 0, got {target_mb}")
+    bad = [t for t in table or () if t not in TABLES]
+    if bad:
+        fail(f"unknown table {bad[0]!r}; choose from {', '.join(TABLES)}")
+    from raydist.cluster.session import init_ray
+    from raydist.io.inputs import storage_options_for
+    from raydist.pipeline.compact import compact as run_compact
+
+    init_ray(address)
+    with user_errors():
+        result = run_compact(out, target_mb, tuple(table or TABLES), storage_options_for(endpoint_url))
+    typer.echo(f"raydist: {result.line()}")
+
+
 def demo(
     out: str = typer.Option("demo-out", "--out", help="Directory for the corpus, the model and the outputs."),
     clips: int = typer.Option(200, help="Clips in the built-in synthetic corpus."),

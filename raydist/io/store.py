@@ -355,6 +355,44 @@ class RunStore:
         self._maybe_checkpoint(entry["seq"])
         return entry, dropped
 
+    def replace(
+        self, run_id: str, number: int, swaps: list[tuple[str, str, list[str]]], info: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Commit rewrites that hold the same rows as the files they replace (compaction): each
+        swap is (table, staged name, committed names it replaces). A swap whose files another
+        run replaced meanwhile is left out (its staged file deleted). Returns the log entry, or
+        None when no swap is left."""
+        while True:
+            self.log()
+            head = self._head
+            live = {t: {self._relative(t, p) for p in self.committed_files(t)} for t in {s[0] for s in swaps}}
+            ok = [s for s in swaps if set(s[2]) <= live[s[0]]]
+            for t, name, _ in (s for s in swaps if s not in ok):
+                self._rm(self.path(STAGING, run_id, t, name))
+            swaps = ok
+            if not swaps:
+                return None
+            entry: dict[str, Any] = {
+                "seq": head + 1,
+                "run_id": run_id,
+                "commit": number,
+                "files": {},
+                "removed": {},
+                "rewrites": {},
+                "created": now_iso(),
+                **info,
+            }
+            for t, name, old in swaps:
+                entry["files"].setdefault(t, []).append(name)
+                entry["rewrites"].setdefault(t, []).append(name)  # no new ids: concurrent runs skip them
+                entry["removed"].setdefault(t, []).extend(old)
+            if self._create(self.path(LOG, f"{entry['seq']:08d}.json"), json.dumps(entry, indent=2).encode()):
+                break
+        self.log()
+        self._apply(entry)
+        self._maybe_checkpoint(entry["seq"])
+        return entry
+
     def _gather(self, run_id: str, table: str, folder: str, name: str) -> str:
         """Move a staged part into the commit's folder (inside the run's staging)."""
         src, rel = self.path(STAGING, run_id, table, name), f"{folder}/{name}"

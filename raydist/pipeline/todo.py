@@ -39,6 +39,7 @@ def input_dataset(inputs: list[str], storage_options: dict[str, Any] | None = No
     checked (present, unique) before any audio is touched: InputError otherwise."""
     if not inputs:
         raise InputError("no INPUT given: pass a folder, a glob, an s3:// prefix or a manifest")
+    ray.data.DataContext.get_current().raise_original_map_exception = True  # InputError, not Ray's wrapper
     skipped: dict[str, int] = {}
     listed, manifests = [], []
     for uri in inputs:
@@ -86,7 +87,7 @@ def _csv_header(f) -> list[str]:
 
 def _check_ids(ds: ray.data.Dataset) -> None:
     """Ids present and unique over a dataset: a distributed count by id."""
-    counts = ds.groupby("id").count()
+    counts = ds.select_columns(["id"]).groupby("id", num_partitions=_partitions(ds.count() // 50_000)).count()
     dup = counts.map_batches(_repeated, batch_format="pyarrow", batch_size=None).take(1)
     if dup:
         raise InputError(f"duplicate input id {dup[0]['id']!r}; ids must be unique")
@@ -104,7 +105,8 @@ def pending(inputs: ray.data.Dataset, store: RunStore, tables: tuple[str, ...]) 
     if not files:
         return inputs.materialize()
     done = ray.data.read_parquet(files, filesystem=PyFileSystem(FSSpecHandler(store.fs)), columns=["id"])
-    return inputs.join(done, "left_anti", num_partitions=_partitions(len(files)), on=("id",)).materialize()
+    n = _partitions(len(files) // 8)
+    return inputs.join(done, "left_anti", num_partitions=n, on=("id",)).materialize()
 
 
 def committed_among(todo: ray.data.Dataset, store: RunStore, table: str) -> set[str]:
@@ -115,12 +117,13 @@ def committed_among(todo: ray.data.Dataset, store: RunStore, table: str) -> set[
         return set()
     fs = PyFileSystem(FSSpecHandler(store.fs))
     done = ray.data.read_parquet(files, filesystem=fs, columns=["id"])
-    hits = todo.select_columns(["id"]).join(done, "left_semi", num_partitions=_partitions(len(files)), on=("id",))
+    hits = todo.select_columns(["id"]).join(done, "left_semi", num_partitions=_partitions(len(files) // 8), on=("id",))
     return {r["id"] for r in hits.iter_rows()}
 
 
-def _partitions(files: int) -> int:
-    return max(2, min(64, files // 8))
+def _partitions(n: int) -> int:
+    """Shuffle partitions: 2 for a small job (each is an aggregator actor), at most 64."""
+    return max(2, min(64, n))
 
 
 def filter_files_in_tasks(jobs: list[FilterJob], storage_options: dict[str, Any]) -> list[int | None]:
