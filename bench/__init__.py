@@ -22,6 +22,7 @@ BENCHMARKS = {
     "peers": ("peers", "`raydist embed` against a multiprocessing script and datasets.map, as whole commands"),
     "train": ("train", "training throughput: `raydist train` against a plain loop, as whole commands"),
     "store": ("store", "what incremental commits cost writers, and what many commits cost readers"),
+    "scale": ("scale", "cluster scale simulated: commit cost against its size, a rerun's start at 10^8 committed ids"),
     "stress": ("stress", "two runs on one output, and signals mid-run, repeated: rows duplicated or lost"),
     "codec-gpu": ("codec_gpu", "the GPU training run behind the codec's base/44-dim figures (device only)"),
 }

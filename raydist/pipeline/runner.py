@@ -86,8 +86,7 @@ def build_dataset(
 ) -> ray.data.Dataset:
     """The streaming pipeline; its rows are per-part summaries."""
     actors, cpus, gpus = pool(cfg)
-    # blocks of one decode batch each (streamed): decode tasks run in parallel from the first block
-    ds = todo.repartition(target_num_rows_per_block=cfg.decode_batch).map_batches(
+    ds = small_blocks(todo, cfg.decode_batch).map_batches(
         decode_batch,
         fn_args=(sample_rate, storage_options),
         batch_size=cfg.decode_batch,
@@ -110,6 +109,18 @@ def build_dataset(
         batch_format="pyarrow",
         num_cpus=0.25,
     )
+
+
+def small_blocks(ds: ray.data.Dataset, rows: int) -> ray.data.Dataset:
+    """`ds` cut (streaming) into blocks of `rows` rows, so decode tasks run in parallel from the
+    first block. Ray 2.60's repartition task asks for a whole CPU and has no option to ask for
+    less; beside an actor pool holding part of every CPU it would never be scheduled, so its
+    logical operator is given a tenth of one (if that field moves, the whole CPU is asked for)."""
+    out = ds.repartition(target_num_rows_per_block=rows)
+    args = getattr(getattr(getattr(out, "_logical_plan", None), "dag", None), "ray_remote_args", None)
+    if isinstance(args, dict):
+        args["num_cpus"] = 0.1
+    return out
 
 
 def run_pipeline(

@@ -50,6 +50,7 @@ def input_dataset(inputs: list[str], storage_options: dict[str, Any] | None = No
     parts = manifests + ([ray.data.from_arrow(pa.concat_tables(listed))] if listed else [])
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if manifests:
+        ds = ds.materialize()  # read once, into the object store: the checks and the join reuse it
         _check_ids(ds)
     else:
         check_ids(pa.concat_tables(listed))
