@@ -150,7 +150,9 @@ def test_outputs_read_without_raydist(run):
     assert n == len(GOOD) + 1
     dims = duckdb.sql(f"select len(embedding) from '{clips_glob}' limit 1").fetchall()[0][0]
     assert dims == 128
-    first = duckdb.sql(f"select mean[1] from '{os.path.join(out, 'frames', '**', '*.parquet')}' limit 1").fetchall()[0][0]
+    first = duckdb.sql(f"select mean[1] from '{os.path.join(out, 'frames', '**', '*.parquet')}' limit 1").fetchall()[0][
+        0
+    ]
     assert len(first) == 32
     assert len(pl.read_parquet(clips_glob)) == n
     assert len(pd.read_parquet(os.path.join(out, "segments"))) == len(read_table(out, "segments"))
@@ -192,7 +194,9 @@ def test_runs_command_lists_the_runs_of_an_output(run):
     line = next(ln for ln in result.output.splitlines() if ln.startswith(summary.run_id))
     assert line.split()[1:3] == ["embed", "complete"]
     assert line.split()[-5:-1] == ["1", str(summary.ok), str(summary.failed), "0"]  # commits ok failed dropped
-    assert "1 commits; files: clips 2, errors 2, events 2, frames 2, segments 2" in result.output  # 16 inputs, 8 per file
+    assert (
+        "1 commits; files: clips 2, errors 2, events 2, frames 2, segments 2" in result.output
+    )  # 16 inputs, 8 per file
     missing = CliRunner().invoke(app, ["runs", os.path.join(out, "nothing-here")])
     assert missing.exit_code == 2 and "holds no raydist run" in missing.output
 

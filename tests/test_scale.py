@@ -195,7 +195,12 @@ def test_compaction_killed_midway_loses_and_duplicates_nothing(ray_session, tmp_
     )
     env = {**os.environ, "RAYDIST_FAULT_MOVE_DELAY_S": "30"} if when == "during-moves" else dict(os.environ)
     env["RAYDIST_FAULT_COMPACT_DELAY_S"] = "30" if when == "before-commit" else "0"
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp_path, "err.txt"), "w"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(os.path.join(tmp_path, "err.txt"), "w"),
+    )
 
     def ready() -> bool:
         if when == "before-commit":
