@@ -190,3 +190,25 @@ def test_dedupe_writes_groups(idx, tmp_path):
     table = pq.read_table(tmp_path / "d" / "duplicates.parquet")
     assert table.column_names == ["group", "id", "distance"] and table.num_rows == 0  # the first run has no copies
     assert np.all(np.asarray(table.column("distance")) >= 0)
+
+
+def test_a_compacted_output_is_indexed_once_per_row(ray_session, emb, checkpoint, tmp_path):
+    """A compaction commit holds rows the index has: an update adds only those of commits it
+    missed (here one made just before the compaction)."""
+    import shutil
+
+    from raydist.pipeline.compact import compact
+
+    copy, out = str(tmp_path / "emb"), str(tmp_path / "idx")
+    shutil.copytree(emb, copy)
+    base = read_table(copy, "clips", columns=["id"]).num_rows
+    assert build_index(copy, out)["added"] == base
+    os.makedirs(tmp_path / "new")
+    write_tone(str(tmp_path / "new" / "late.wav"), freq=523)
+    embed([str(tmp_path / "new")], copy, checkpoint, progress=False)  # a commit the index has not seen
+    assert compact(copy, target_mb=64).files_after >= 1
+    again = build_index(copy, out)
+    assert again["added"] == 1 and again["rows"] == base + 1
+    ids = Index(out).table.to_arrow().column("id").to_pylist()
+    assert sorted(ids) == sorted(read_table(copy, "clips", columns=["id"]).column("id").to_pylist())
+    assert build_index(copy, str(tmp_path / "idx2"))["added"] == base + 1  # built after it: each row once

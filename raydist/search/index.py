@@ -179,6 +179,8 @@ def build_index(
     for entry in new:
         seq = int(entry.get("seq", 0))
         rows = _rows(store, entry, level)
+        if entry.get("kind") == "compact" and meta is not None and rows.num_rows:
+            rows = _not_indexed(db, rows, level)  # a compaction's rows: only those of commits the index missed
         if rows.num_rows:
             x = _vectors(rows.column("embedding"))
             if meta is None:
@@ -209,6 +211,18 @@ def new_meta(source: str, level: str, model: dict[str, Any], x: np.ndarray) -> I
         np.where(std > 1e-8, std, 1.0).tolist(),
         configs=configs,
     )
+
+
+def _not_indexed(db, rows: pa.Table, level: str) -> pa.Table:
+    """The rows of `rows` whose key (id, and segment or event) the index does not hold."""
+    import pyarrow.compute as pc
+
+    if not _has_table(db):
+        return rows
+    key = {"segments": ["id", "segment"], "events": ["id", "event"], "clips": ["id"]}[level]
+    held = db.open_table(TABLE).to_arrow().select(key)
+    join = lambda t: pc.binary_join_element_wise(*[pc.cast(t.column(k), pa.string()) for k in key], "\x1f")  # noqa: E731
+    return rows.filter(pc.invert(pc.is_in(join(rows), join(held))))
 
 
 def add_rows(db, meta: IndexMeta, rows: pa.Table, x: np.ndarray, seq: int) -> int:
