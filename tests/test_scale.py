@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import raydist.io.store as store_module
+from raydist.io.commit import filter_in_process
 from raydist.io.inputs import InputError
-from raydist.io.store import RunStore, Taken, filter_in_process, read_table
+from raydist.io.store import RunStore, Taken, read_table
 
 
 def _stage(store: RunStore, run: str, part: str, ids: list[str], tables=("clips", "frames")) -> None:

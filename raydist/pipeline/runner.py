@@ -30,7 +30,7 @@ from raydist.pipeline.decode import decode_batch
 from raydist.pipeline.summary import RunSummary
 from raydist.pipeline.todo import committed_among, filter_files_in_tasks, input_dataset, pending
 from raydist.pipeline.write import write_parts
-from raydist.signals import Interrupted, name, run_until_signal
+from raydist.signals import Interrupted, name, on_signals, run_until_signal
 
 
 @dataclass(frozen=True)
@@ -179,10 +179,11 @@ def run_pipeline(
         taken = Taken(log[-1].get("seq", 0) if log else 0)  # later commits of other runs go in here
         results = tuple(t for t in spec.done_tables if t != "errors")
         ray.data.DataContext.get_current().raise_original_map_exception = True  # report the real cause of a failure
-        listed, skipped = input_dataset(inputs, so)
-        todo = pending(listed, store, results if retry_errors else spec.done_tables)
-        n_inputs, n_todo = listed.count(), todo.count()
-        retried = committed_among(todo, store, "errors") if retry_errors else set()
+        with on_signals(raise_first=True):  # (minutes on a large output): a signal stops it, nothing is lost
+            listed, skipped = input_dataset(inputs, so)
+            todo = pending(listed, store, results if retry_errors else spec.done_tables)
+            n_inputs, n_todo = listed.count(), todo.count()
+            retried = committed_among(todo, store, "errors") if retry_errors else set()
         summary = RunSummary(
             out,
             inputs=n_inputs,
@@ -208,6 +209,10 @@ def run_pipeline(
         commits = Commits(store, spec, run_id, taken, output, heartbeat, summary, retried, model.checkpoint_id)
         signum = _run_until_done_or_signal(ds, commits, spec.name, n_todo, start, progress)
     except BaseException as e:
+        if isinstance(e, Interrupted):  # before the pipeline started
+            stop_datasets()
+            heartbeat.stop(state="interrupted", ended=now_iso())
+            raise Interrupted(e.signum, f"{e} while working out what to do; this run committed nothing") from None
         heartbeat.stop(state="failed", ended=now_iso(), error=_cause(e))
         if isinstance(e, Exception) and "commits" in locals():  # the pipeline or a commit failed
             kept = summary.ok + summary.failed

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import ray
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
+from raydist.io.commit import FilterJob, filter_file
 from raydist.io.fs import url_to_fs
 from raydist.io.inputs import (
     INPUT_SCHEMA,
@@ -28,7 +29,7 @@ from raydist.io.inputs import (
     manifest_base,
     normalise_manifest,
 )
-from raydist.io.store import FilterJob, RunStore, filter_file
+from raydist.io.store import RunStore
 
 ROWS_PER_BLOCK = 100_000  # inputs per block of a manifest dataset (about 10 MB of text)
 
