@@ -273,7 +273,8 @@ def _embed_in_subprocess(address: str, args: tuple, env: dict | None = None, **k
     code = (
         "import raydist.cluster.session as s; s.init_ray(address=%r);"
         "from raydist.pipeline.embed import embed; from raydist.config import OutputConfig, ResourceConfig;"
-        "embed(*%r, ResourceConfig(batch_size=2), OutputConfig(**%r), storage_options=%r, progress=False)"
+        # decode blocks of 4 files: parts (and commits) arrive one after another, not all at the end
+        "embed(*%r, ResourceConfig(batch_size=2, decode_batch=4), OutputConfig(**%r), storage_options=%r, progress=False)"
         % (address, args, kw.pop("output", {}), kw.pop("storage_options", None))
     )
     return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **(env or {})}, **kw)
