@@ -208,25 +208,24 @@ S3_WRITES_PER_PREFIX_S = 3500  # S3's documented PUT/COPY/DELETE rate per prefix
 S3_REQUESTS_PER_FILE = 5  # the writer's PUT, the gather's copy + delete, the publish's copy + delete
 
 
-def model(a: list[dict], b: dict, gpus: list[int], rate: float, file_mb: float, commit_s: float) -> list[dict]:
-    """Per cluster size: files per commit, the driver's commit time (per-file cost from (a)),
-    S3 requests per second, and the anti-join's run-start time for a corpus of 10^8 clips
-    (ids per second from (b))."""
+def model(a: list[dict], rate: float) -> list[dict]:
+    """Where the commit path saturates, per file size: the driver (its per-file commit cost from
+    (a), busy all the time) and S3's write rate per prefix (requests per file stated above), as
+    the number of GPUs at `rate` audio-s/s each that reaches either."""
     big = max(a, key=lambda r: r["files"])
     per_file_s = big["commit_s"] / big["files"]
-    join_ids_per_s = (b["ids"] + b["inputs"]) / max(b["to_start_s"] or 1e9, 1e-9)
     rows = []
-    for n in gpus:
-        bytes_s = n * rate * BYTES_PER_AUDIO_S
-        files_per_commit = max(1.0, bytes_s * commit_s / (file_mb * 1e6))
+    for clips, seconds in ((500, 1.0), (500, 5.0), (5000, 5.0)):
+        file_bytes = clips * seconds * BYTES_PER_AUDIO_S
+        files_per_gpu_s = rate * BYTES_PER_AUDIO_S / file_bytes
         rows.append(
             {
-                "gpus": n,
-                "output_mb_s": bytes_s / 1e6,
-                "files_per_commit": files_per_commit,
-                "driver_busy": files_per_commit * per_file_s / commit_s,
-                "s3_requests_s": files_per_commit * S3_REQUESTS_PER_FILE / commit_s,
-                "restart_1e8_s": 1e8 / join_ids_per_s,
+                "rows_per_file": clips,
+                "clip_s": seconds,
+                "file_mb": file_bytes / 1e6,
+                "files_per_gpu_s": files_per_gpu_s,
+                "driver_gpus": 1.0 / (files_per_gpu_s * per_file_s),
+                "s3_gpus": S3_WRITES_PER_PREFIX_S / (files_per_gpu_s * S3_REQUESTS_PER_FILE),
             }
         )
     return rows
@@ -242,8 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = commits([int(s) for s in args.sizes])
     b = run_start(int(args.ids), int(args.inputs), os.cpu_count() or 2)
     print(f"scale (b): {b}", flush=True)
-    c = model(a, b, [1, 4, 16, 64, 256], args.rate, file_mb=0.8, commit_s=60.0)
-    return {"commits": a, "run_start": b, "paper": c, "rate": args.rate}
+    return {"commits": a, "run_start": b, "rate": args.rate}
 
 
 def render(r: dict) -> str:
@@ -289,32 +287,38 @@ def render(r: dict) -> str:
     )
     c = table(
         [
-            "GPUs",
-            "output (MB/s)",
-            "files per 60 s commit",
-            "driver busy (fraction)",
-            "S3 writes/s",
-            "anti-join of 10^8 ids (s)",
+            "rows per file",
+            "clip (s)",
+            "file (MB)",
+            "files/s per GPU",
+            "GPUs that fill the driver",
+            "GPUs that fill S3's rate",
         ],
         [
             [
-                x["gpus"],
-                f"{x['output_mb_s']:.0f}",
-                f"{x['files_per_commit']:.0f}",
-                f"{x['driver_busy']:.4f}",
-                f"{x['s3_requests_s']:.0f}",
-                f"{x['restart_1e8_s']:.0f}",
+                x["rows_per_file"],
+                f"{x['clip_s']:.0f}",
+                f"{x['file_mb']:.1f}",
+                f"{x['files_per_gpu_s']:.1f}",
+                f"{x['driver_gpus']:,.0f}",
+                f"{x['s3_gpus']:,.0f}",
             ]
-            for x in r["paper"]
+            for x in model(r["commits"], r["rate"])
         ],
     )
+    join_rate = (b["ids"] + b["inputs"]) / b["to_start_s"] if b["to_start_s"] else 0.0
+    m = model(r["commits"], r["rate"])[0]
+    first = "S3's rate" if m["s3_gpus"] < m["driver_gpus"] else "The driver's capacity"
     return (
         f"(a) One commit against its size (parts of {PART_ROWS:,} rows):\n\n{a}\n\n"
         f"(b) A rerun's start against a large output, on {b['cpus']} cores:\n\n{bt}\n\n"
-        f"(c) Paper model at {r['rate']:,.0f} audio-s/s per GPU, {BYTES_PER_AUDIO_S} bytes of output per audio-second, "
-        f"files of 0.8 MB (today's 500-clip parts of 1 s clips; compaction makes them bigger), "
-        f"{S3_REQUESTS_PER_FILE} S3 writes per file against S3's {S3_WRITES_PER_PREFIX_S:,} per prefix per second; "
-        f"the anti-join rate is (b)'s ids per second on these cores, one machine:\n\n{c}"
+        f"(c) Paper model at {r['rate']:,.0f} audio-s/s per GPU and {BYTES_PER_AUDIO_S:,} bytes of output per "
+        f"audio-second; the driver's cost per file is (a)'s at 1,000 files; each file costs S3 "
+        f"{S3_REQUESTS_PER_FILE} writes (the writer's PUT, the gather's copy and delete, the publish's copy and "
+        f"delete) against S3's {S3_WRITES_PER_PREFIX_S:,} per prefix per second. {first} is reached first: "
+        f"raise `--rows-per-file` as the cluster grows, and compact. A run's start is a hash "
+        f"shuffle of inputs and committed ids: (b) did {join_rate / 1e6:.2f} million ids a second on "
+        f"{b['cpus']} cores, and it spreads over the cluster's cores.\n\n{c}"
     )
 
 
