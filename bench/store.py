@@ -3,8 +3,8 @@
     python -m bench store --clips 4000 --seconds 5 --reps 3
 
 1. Commit overhead: `embed` of the same corpus (same model, same output columns) in one Ray
-   session, once with a commit every 2 s (many commits: a merge of the increment's parts into one
-   file per table, a log entry, moves) and once with one commit at the end (--commit-seconds
+   session, once with a commit every 2 s (many commits: the increment's parts gathered into one
+   folder per table, a log entry, the folders moved into place) and once with one commit at the end (--commit-seconds
    1e9, the behaviour before incremental commits), alternating, `--reps` times each. Prints
    audio-s/s of both, the commits made, and their ratio (target: >= 0.95).
 2. Readers: an output of 1,000 commits (10 clips each, the clips schema's columns id + embedding)

@@ -128,7 +128,9 @@ def test_old_outputs_with_one_file_per_commit_still_read_and_take_new_commits(tm
 
 
 def test_the_anti_join_skips_exactly_the_committed_ids(ray_session, tmp_path):
-    from raydist.pipeline.todo import input_dataset, pending
+    """The distributed path (a streamed manifest, an anti-join in Ray Data) and the driver's path
+    for small runs give the same todo."""
+    from raydist.pipeline.todo import plan
 
     out = str(tmp_path / "out")
     committed = [f"c{i:05d}" for i in range(0, 3000, 3)]  # every third input
@@ -137,11 +139,14 @@ def test_the_anti_join_skips_exactly_the_committed_ids(ray_session, tmp_path):
     manifest = tmp_path / "m.parquet"
     ids = [f"c{i:05d}" for i in range(3000)] + ["new"]
     pq.write_table(pa.table({"id": ids, "uri": [f"{i}.wav" for i in ids]}), str(manifest))
-    inputs, _ = input_dataset([str(manifest)])
-    todo = pending(inputs, RunStore(out), ("clips",))
-    got = pa.Table.from_pylist(todo.take_all())
+    big = plan([str(manifest)], RunStore(out), ("clips",), small=0)
+    assert isinstance(big.rows, ray_session.data.Dataset) and (big.inputs, big.todo) == (3001, 2001)
+    got = pa.Table.from_pylist(big.rows.take_all())
     assert sorted(got.column("id").to_pylist()) == sorted(set(ids) - set(committed))
     assert set(got.column("uri").to_pylist()) == {str(tmp_path / f"{i}.wav") for i in set(ids) - set(committed)}
+    small = plan([str(manifest)], RunStore(out), ("clips",))
+    assert isinstance(small.rows, pa.Table) and (small.inputs, small.todo) == (3001, 2001)
+    assert sorted(small.rows.to_pylist(), key=lambda r: r["id"]) == sorted(got.to_pylist(), key=lambda r: r["id"])
 
 
 @pytest.mark.parametrize(
@@ -158,7 +163,7 @@ def test_a_streamed_manifest_names_its_problem(ray_session, tmp_path, csv, messa
 
     (tmp_path / "m.csv").write_text(csv)
     with pytest.raises(InputError, match=message):
-        input_dataset([str(tmp_path / "m.csv")])[0].materialize()
+        input_dataset([str(tmp_path / "m.csv")], small=0)[0].materialize()
 
 
 def _small_commits(out: str, n: int = 12) -> None:

@@ -28,7 +28,7 @@ from raydist.io.schema import SCHEMA_VERSION
 from raydist.io.store import STAGING, RunStore, Taken
 from raydist.pipeline.decode import decode_batch
 from raydist.pipeline.summary import RunSummary
-from raydist.pipeline.todo import committed_among, filter_files_in_tasks, input_dataset, pending
+from raydist.pipeline.todo import filter_files_in_tasks, plan
 from raydist.pipeline.write import write_parts
 from raydist.signals import Interrupted, name, on_signals, run_until_signal
 
@@ -74,7 +74,7 @@ def versions() -> dict[str, str]:
 
 def build_dataset(
     spec: Spec,
-    todo: ray.data.Dataset,
+    todo: pa.Table | ray.data.Dataset,
     model_uri: str,
     cfg: ResourceConfig,
     configs: dict[str, dict],
@@ -86,7 +86,13 @@ def build_dataset(
 ) -> ray.data.Dataset:
     """The streaming pipeline; its rows are per-part summaries."""
     actors, cpus, gpus = pool(cfg)
-    ds = small_blocks(todo, cfg.decode_batch).map_batches(
+    if isinstance(todo, pa.Table):  # one block per decode batch, cut here: streaming starts at once
+        blocks = ray.data.from_arrow(
+            [todo.slice(i, cfg.decode_batch) for i in range(0, todo.num_rows, cfg.decode_batch)]
+        )
+    else:
+        blocks = small_blocks(todo, cfg.decode_batch)
+    ds = blocks.map_batches(
         decode_batch,
         fn_args=(sample_rate, storage_options),
         batch_size=cfg.decode_batch,
@@ -180,16 +186,14 @@ def run_pipeline(
         results = tuple(t for t in spec.done_tables if t != "errors")
         ray.data.DataContext.get_current().raise_original_map_exception = True  # report the real cause of a failure
         with on_signals(raise_first=True):  # (minutes on a large output): a signal stops it, nothing is lost
-            listed, skipped = input_dataset(inputs, so)
-            todo = pending(listed, store, results if retry_errors else spec.done_tables)
-            n_inputs, n_todo = listed.count(), todo.count()
-            retried = committed_among(todo, store, "errors") if retry_errors else set()
+            work = plan(inputs, store, results if retry_errors else spec.done_tables, so, retry_errors)
+        todo, n_todo, retried = work.rows, work.todo, work.retried
         summary = RunSummary(
             out,
-            inputs=n_inputs,
-            already_done=n_inputs - n_todo,
+            inputs=work.inputs,
+            already_done=work.inputs - n_todo,
             retried=len(retried),
-            skipped_extensions=skipped,
+            skipped_extensions=work.skipped,
             run_id=run_id,
         )
         if n_todo == 0:
