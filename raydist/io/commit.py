@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,11 +17,7 @@ import pyarrow.parquet as pq
 
 from raydist.io.fs import full_uri, url_to_fs
 from raydist.io.runs import now_iso
-
-if TYPE_CHECKING:
-    from raydist.io.store import RunStore, Taken
-
-LOG, STAGING = "_log", "_staging"
+from raydist.io.store import LOG, STAGING, RunStore, Taken, _read_moving
 
 # (source path, destination path, ids whose rows go) -> rows kept, or None if no row of the ids was
 # there (nothing written). A FilterFiles runs a list of them: in Ray tasks, or in-process.
@@ -34,8 +30,6 @@ def filter_file(job: FilterJob, storage_options: dict[str, Any] | None = None) -
     left). Returns the rows kept, or None when `src` holds none of `drop`."""
     src, dst, drop = job
     fs, path = url_to_fs(src, storage_options)
-    from raydist.io.store import _read_moving
-
     t = _read_moving(fs, path)
     keep = pc.invert(pc.is_in(t.column("id"), pa.array(drop, pa.string())))
     if pc.all(keep).as_py() in (True, None):

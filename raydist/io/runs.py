@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 LEASE_S = 60.0  # default lease; each record carries its own
 
 
+def new_run_id() -> str:
+    """A run's id: its UTC start time, sortable, and 6 random hex digits."""
+    import uuid
+
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
 def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
 

@@ -16,11 +16,9 @@ run of any kind removes the staging.
 
 from __future__ import annotations
 
-import datetime
 import os
 import posixpath
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +27,7 @@ import pyarrow.parquet as pq
 import ray
 
 from raydist.io.fs import url_to_fs
-from raydist.io.runs import Heartbeat, driver_info, now_iso
+from raydist.io.runs import Heartbeat, driver_info, new_run_id, now_iso
 from raydist.io.schema import TABLES
 from raydist.io.store import STAGING, RunStore, _read_moving
 from raydist.pipeline.todo import filter_files_in_tasks
@@ -89,7 +87,7 @@ def compact(
     start, so = time.time(), storage_options or {}
     store = RunStore(out, so, filter_files=filter_files_in_tasks)
     store.check_writable()
-    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = new_run_id()
     record = {"run_id": run_id, "kind": "compact", "state": "running", "driver": driver_info(), "created": now_iso()}
     record |= {"lease_s": 60.0, "target_mb": target_mb, "commits": []}
     heartbeat = Heartbeat(store, record, every_s=15.0)
@@ -101,6 +99,7 @@ def compact(
         for table in tables:
             files = store.committed_files(table)
             sizes = [(p, store.fs.size(p)) for p in files]
+            size = dict(sizes)
             for k, group in enumerate(bins(sizes, int(target_mb * 1e6))):
                 name = f"{folder}/compact-{k:05d}.parquet"
                 jobs.append(
@@ -110,7 +109,7 @@ def compact(
                         "sources": [store.uri(p[len(store.root) + 1 :]) for p in group],
                         "old": [store._relative(table, p) for p in group],
                         "dst": store.uri(STAGING, run_id, table, name),
-                        "bytes": sum(s for p, s in sizes if p in group),
+                        "bytes": sum(size[p] for p in group),
                     }
                 )
         if jobs:

@@ -8,12 +8,10 @@ split into output tables, and which tables' ids count as done. `raydist.pipeline
 
 from __future__ import annotations
 
-import datetime
 import json
 import platform
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -23,7 +21,7 @@ import ray
 from raydist.config import OutputConfig, ResourceConfig
 from raydist.console import progress as show
 from raydist.errors import RaydistError
-from raydist.io.runs import Heartbeat, driver_info, now_iso
+from raydist.io.runs import Heartbeat, driver_info, new_run_id, now_iso
 from raydist.io.schema import SCHEMA_VERSION
 from raydist.io.store import STAGING, RunStore, Taken
 from raydist.pipeline.decode import decode_batch
@@ -155,7 +153,7 @@ def run_pipeline(
     store = RunStore(out, so, filter_files=filter_files_in_tasks)
     store.check_writable()
     output = OutputConfig.from_dict(configs["output_config"])
-    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = new_run_id()
     recorded = {  # every config of the run: for the actors, the writers' metadata and the record
         "feature_config": model.features.to_dict(),
         "model_config": model.vae.cfg.to_dict(),
