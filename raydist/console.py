@@ -30,6 +30,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 LOG_RECORD = re.compile(
     r"^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d+\s+(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b"  # Python logging
     r"|\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+ [DIWEF] \d+ \d+\]"  # Ray's C++ log
+    r"|(DEBUG|INFO|WARNING|ERROR|CRITICAL) \d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+ "  # Ray Serve's log
     r"|[DIWEF]\d{4} \d\d:\d\d:\d\d"  # glog
     r"|.*\b\w*Warning: "  # warnings.warn
     r"|\s+warnings\.warn\("

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass
 from typing import IO, Any, Union
 
@@ -117,7 +118,8 @@ def decode(
         try:
             snd = sf.SoundFile(f)
         except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-            raise DecodeError(f"cannot decode {name}: {e}") from e
+            why = re.sub(r"Error opening <[^>]*>: ", "", str(e))  # a file object's repr says nothing to a user
+            raise DecodeError(f"cannot decode {name}: {why}") from e
         with snd:
             info = AudioInfo(snd.samplerate, snd.channels, snd.frames, snd.format, _size(f))
             if not MIN_RATE <= info.sample_rate <= MAX_RATE:

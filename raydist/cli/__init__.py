@@ -17,6 +17,7 @@ import sys
 import typer
 
 from raydist.cli import cluster, commands, evaluate, search
+from raydist.cli import serve as serving
 from raydist.cli.options import leave
 
 app = typer.Typer(
@@ -81,6 +82,7 @@ app.command("segment-eval")(evaluate.segment_eval)
 app.command()(search.index)
 app.command()(search.search)
 app.command()(search.dedupe)
+app.command()(serving.serve)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(cluster.submit)
 jobs_app = typer.Typer(help="Inspect and stop submitted jobs.", no_args_is_help=True)
 jobs_app.command("status")(cluster.jobs_status)

@@ -24,8 +24,12 @@ def set_error(cols: dict[str, list], i: int, e: BaseException, stage: str) -> No
     cols["error_message"][i] = str(e)[:2000]
 
 
-def decode_batch(batch: pa.Table, sample_rate: int, storage_options: dict | None = None) -> pa.Table:
-    """id, uri, label, split -> + wave (list<float32> at sample_rate), source info, error columns."""
+def decode_batch(
+    batch: pa.Table, sample_rate: int, storage_options: dict | None = None, sources: list[bytes] | None = None
+) -> pa.Table:
+    """id, uri, label, split -> + wave (list<float32> at sample_rate), source info, error columns.
+    `sources`: the encoded files themselves, one per row (a served request's body), read instead
+    of the uris (which then only name them)."""
     from raydist.audio.decoding import decode  # torch: imported in decode tasks, not in writers
 
     n = batch.num_rows
@@ -35,7 +39,8 @@ def decode_batch(batch: pa.Table, sample_rate: int, storage_options: dict | None
     errs = error_cols(n)
     for i, uri in enumerate(uris):
         try:
-            wave, meta = decode(uri, sample_rate, storage_options=storage_options)
+            source = uri if sources is None else sources[i]
+            wave, meta = decode(source, sample_rate, name=uri, storage_options=storage_options)
             info["sample_rate"][i], info["channels"][i] = meta.sample_rate, meta.channels
             info["format"][i], info["duration_s"][i] = meta.format, meta.duration_s
             info["source_bytes"][i] = meta.bytes

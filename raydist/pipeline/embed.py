@@ -32,7 +32,12 @@ class EncodeBatch:
     """Ray Data actor: load the model once, then encode batches of decoded clips into wide rows."""
 
     def __init__(
-        self, model_uri: str, configs: dict[str, Any], storage_options: dict | None = None, device: str = "cpu"
+        self,
+        model_uri: str,
+        configs: dict[str, Any],
+        storage_options: dict | None = None,
+        device: str = "cpu",
+        loaded: Any = None,
     ):
         from raydist.embedding import encode
         from raydist.model.checkpoint import load_model
@@ -41,7 +46,8 @@ class EncodeBatch:
         self.output = OutputConfig.from_dict(configs.get("output_config", {}))
         self.segments = SegmentConfig.from_dict(configs.get("segment_config", {}))
         self.device = device
-        self.m = load_model(model_uri, device=device, storage_options=storage_options)
+        # `loaded`: a model already in memory (the server's embed and compress share one)
+        self.m = loaded or load_model(model_uri, device=device, storage_options=storage_options)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows

@@ -119,13 +119,22 @@ def embed_audio(
         raise SearchError(f"cannot embed {err['uri']}: {err['message']} ({err['stage']})")
     rows = tables[meta.level].to_pylist()
     vectors = []
-    for i in range(n):  # a clip's row, or for segments and events its longest region
-        mine = [r for r in rows if r["id"] == str(i)]
-        if not mine:
+    for i in range(n):
+        vector = level_vector([r for r in rows if r["id"] == str(i)])
+        if vector is None:
             raise SearchError(f"{sources[i]} has no {meta.level[:-1]} (is it silent?)")
-        best = max(mine, key=lambda r: r.get("end_s", 0) - r.get("start_s", 0))
-        vectors.append(np.asarray(best["embedding"], np.float32))
+        vectors.append(vector)
     return np.stack(vectors)
+
+
+def level_vector(rows: list[dict]) -> np.ndarray | None:
+    """One clip's rows of the index's level (its clips row, or its segments or events) -> the raw
+    query vector: the clip's embedding, or its longest region's; None when it has no region.
+    `raydist search --audio` and the server's /search both pick with this."""
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: r.get("end_s", 0) - r.get("start_s", 0))
+    return np.asarray(best["embedding"], np.float32)
 
 
 def search_audio(
