@@ -23,6 +23,10 @@ BENCHMARKS = {
     "train": ("train", "training throughput: `raydist train` against a plain loop, as whole commands"),
     "store": ("store", "what incremental commits cost writers, and what many commits cost readers"),
     "scale": ("scale", "cluster scale simulated: commit cost against its size, a rerun's start at 10^8 committed ids"),
+    "serve": (
+        "serve",
+        "`raydist serve` on localhost: latency, throughput against the pipeline, bad bodies, a replica killed",
+    ),
     "stress": ("stress", "two runs on one output, and signals mid-run, repeated: rows duplicated or lost"),
     "codec-gpu": ("codec_gpu", "the GPU training run behind the codec's base/44-dim figures (device only)"),
 }

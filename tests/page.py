@@ -76,6 +76,8 @@ def browse(url: str, token: str, row: tuple[str, str, str], screenshot: str | No
         wait.until(lambda d: d.find_element(By.ID, "clip-id").text == other)
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#hits li .id").text == other)
         if screenshot:
+            driver.set_window_size(1400, 1500)
+            driver.execute_script("window.scrollTo(0, 0)")
             driver.save_screenshot(screenshot)
     finally:
         driver.quit()

@@ -93,7 +93,8 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
 
 def continue_command() -> str:
     """The command line that was run, as `raydist ...`: rerunning it continues where it stopped."""
-    args = sys.argv[1:]
+    args = [a if not a.startswith("--token=") else "--token=..." for a in sys.argv[1:]]
+    args = [("..." if i and args[i - 1] == "--token" else a) for i, a in enumerate(args)]  # never print a secret
     if args[:1] == ["train"] and "--resume" not in args:
         args = [*args, "--resume"]  # the run in --out continues from its latest checkpoint
     return shlex.join(["raydist", *args])

@@ -173,6 +173,10 @@ def build_api(backend: Backend, cfg: ServeConfig, index: Any = None) -> FastAPI:
     async def _http_error(request: Request, e: HTTPError):
         return _json(e.status, str(e))
 
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, e: Exception):  # a bug, not the client's fault: still JSON
+        return _json(500, f"internal error: {type(e).__name__}: {e}"[:500])
+
     async def run(call: Awaitable[dict], what: str) -> dict:
         res = await call
         if "batch_size" in res:

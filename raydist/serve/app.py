@@ -16,7 +16,7 @@ from typing import Any
 
 from ray import serve
 
-from raydist.serve.api import ServeConfig, build_api
+from raydist.serve.api import HTTPError, ServeConfig, build_api
 from raydist.serve.work import Upload, Worker
 
 APP = "raydist"
@@ -66,25 +66,40 @@ class Encoder:
 
 
 class HandleBackend:
-    """`raydist.serve.api.Backend` through a handle to the Encoder deployment."""
+    """`raydist.serve.api.Backend` through a handle to the Encoder deployment. A request whose
+    replica died under it (a crash, a node lost) is sent again, to another replica, up to
+    RETRIES times (every call is idempotent); then it is a 503."""
+
+    RETRIES = 2
 
     def __init__(self, handle: Any):
         self.h = handle
 
+    async def _call(self, method: str, *args: Any) -> dict:
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        for attempt in range(self.RETRIES + 1):
+            try:
+                return await getattr(self.h, method).remote(*args)
+            except (RayActorError, ActorUnavailableError) as e:
+                if attempt == self.RETRIES:
+                    raise HTTPError(503, f"no encoder replica could answer ({type(e).__name__}); try again") from None
+        raise AssertionError("unreachable")
+
     async def embed(self, upload: Upload) -> dict:
-        return await self.h.embed.remote(upload)
+        return await self._call("embed", upload)
 
     async def compress(self, upload: Upload) -> dict:
-        return await self.h.compress.remote(upload)
+        return await self._call("compress", upload)
 
     async def decompress(self, row: dict) -> dict:
-        return await self.h.decompress.remote(row)
+        return await self._call("decompress", row)
 
     async def view(self, upload: Upload) -> dict:
-        return await self.h.view.remote(upload)
+        return await self._call("view", upload)
 
     async def info(self) -> dict:
-        return await self.h.info.remote()
+        return await self._call("info")
 
 
 # the ingress only parses and waits: it takes every request at once (Serve's default of 5 would
@@ -133,7 +148,10 @@ def start(cfg: ServeConfig, configs: dict | None = None) -> str:
     `configs`: the output and segment settings the index's embeddings were made with."""
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     encoder = Encoder.options(**encoder_options(cfg)).bind(cfg.to_dict(), configs or {})
-    serve.run(Api.bind(encoder, cfg.to_dict()), name=APP, route_prefix="/", blocking=False)
+    # no access log: a line per request, each shipped to the driver, cost CPU the requests need
+    # (/metrics counts them); warnings and errors still go to the logs
+    logging = {"enable_access_log": False}
+    serve.run(Api.bind(encoder, cfg.to_dict()), name=APP, route_prefix="/", blocking=False, logging_config=logging)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     return f"http://{host}:{cfg.port}/"
 
