@@ -309,4 +309,12 @@ def headline(result: dict) -> list[tuple[str, str]]:
             "served throughput against the batch pipeline",
             f"{r['saturation_audio_s_per_s'] / result['pipeline_steady']:.2f}×",
         ),
+        (
+            "warm /search by audio, p50 with 1 / 8 clients",
+            f"{r['search_1_client']['p50_ms']:.0f} / {r['search_8_clients']['p50_ms']:.0f} ms",
+        ),
+        (
+            "one warm /embed against a cold `raydist embed` of one file",
+            f"{result['runs']['1']['one_warm_ms']:.0f} ms against {result['cold_embed_s']:.1f} s",
+        ),
     ]

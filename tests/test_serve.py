@@ -309,3 +309,18 @@ def test_a_public_bind_without_a_token_or_a_taken_port_fails_before_ray_starts(c
             timeout=120,
         )
     assert run.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in run.stderr + run.stdout
+
+
+def test_replicas_are_fixed_or_autoscaled_and_sized_as_asked(checkpoint):
+    from raydist.serve.api import ServeConfig
+    from raydist.serve.app import encoder_options
+
+    fixed = encoder_options(ServeConfig(model=checkpoint, replicas=2, cpus_per_replica=0.5, max_batch=8))
+    assert fixed["num_replicas"] == 2 and "autoscaling_config" not in fixed
+    assert fixed["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.0} and fixed["max_ongoing_requests"] == 16
+    scaled = encoder_options(ServeConfig(model=checkpoint, replicas=1, max_replicas=4, gpus_per_replica=1))
+    assert "num_replicas" not in scaled and scaled["ray_actor_options"]["num_gpus"] == 1
+    assert scaled["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16}
+    with pytest.raises(ValueError, match="--token"):
+        ServeConfig(model=checkpoint, host="10.0.0.5")
+    assert ServeConfig(model=checkpoint, host="10.0.0.5", token="t").host == "10.0.0.5"
