@@ -137,7 +137,16 @@ def train(
 
 def embed(
     inputs: Inputs,
-    model: Model,
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Checkpoint: model.pt or its directory (local or s3://). Or give --encoder."
+    ),
+    encoder: Optional[str] = typer.Option(
+        None,
+        "--encoder",
+        help="Embed with another model instead: any module implementing the HEAR 2021 API "
+        "(an importable name, e.g. hearbaseline.naive, or a .py file).",
+    ),
+    weights: Optional[str] = typer.Option(None, "--weights", help="--encoder: the path its load_model takes."),
     out: str = typer.Option(..., "--out", help="Output directory or s3:// URI; rerun the same command to resume."),
     batch_size: BatchSize = ResourceConfig.batch_size,
     actors: Actors = ResourceConfig.actors,
@@ -160,8 +169,8 @@ def embed(
     address: Address = None,
     endpoint_url: EndpointUrl = None,
 ) -> None:
-    """Embed audio into Parquet: frames/, clips/, events/, segments/, errors/. Exactly once and
-    resumable: finished work is committed every --commit-seconds; Ctrl-C commits what is finished
+    """Embed audio into Parquet: frames/, clips/, events/, segments/, errors/, with raydist's VAE
+    (--model) or any HEAR-API model (--encoder). Exactly once and resumable: finished work is committed every --commit-seconds; Ctrl-C commits what is finished
     and says how to continue; rerunning the same command processes only what is missing."""
     res = resources(batch_size, actors, cpus_per_actor, gpus_per_actor)
     with user_errors():
@@ -173,7 +182,17 @@ def embed(
             commit_seconds=commit_seconds,
         )
         segments = SegmentConfig(merge_distance=merge_distance, cepstral_weight=cepstral_weight)
-    check_local_inputs(inputs, model=model)
+    if (model is None) == (encoder is None):
+        fail("give --model CKPT (raydist's VAE) or --encoder MODULE (a HEAR-API model), one of the two")
+    if weights and not encoder:
+        fail("--weights goes with --encoder (a checkpoint given by --model holds its own)")
+    check_local_inputs(inputs, **({"model": model} if model else {"weights": weights}))
+    if encoder:
+        from raydist.embedding.encoders import hear_uri, import_module
+
+        with user_errors():
+            import_module(encoder)  # exit 2 before Ray starts: missing, broken, or not the HEAR API
+        model = hear_uri(encoder, weights)
     from raydist.cluster.session import init_ray
     from raydist.io.inputs import storage_options_for
     from raydist.pipeline.embed import embed as run_embed

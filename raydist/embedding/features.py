@@ -6,6 +6,7 @@ actors call `clip_features` per clip; tests call it on hand-made latents."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -60,8 +61,7 @@ def _regions(
     edges: list[int],
     scores: list[float],
     duration_s: float,
-    downsample: int,
-    features: FeatureConfig,
+    edge: Callable[[int, int, float], float],
     active_only: bool,
 ) -> Regions:
     """Regions [edges[k], edges[k+1]) of frames -> Regions (embeddings over active frames if asked)."""
@@ -73,8 +73,8 @@ def _regions(
     fallback = count == 0  # a region with no active frame: mean over all of it
     sums = np.where(fallback[:, None], per_region(mean.astype(np.float64)), per_region(mean * weights[:, None]))
     return Regions(
-        start=np.array([edge_s(j, n, duration_s, downsample, features) for j in starts]),
-        end=np.array([edge_s(j, n, duration_s, downsample, features) for j in stops]),
+        start=np.array([edge(j, n, duration_s) for j in starts]),
+        end=np.array([edge(j, n, duration_s) for j in stops]),
         score=np.array(scores, np.float32),
         active=(per_region(active.astype(np.float32)) / (stops - starts)).astype(np.float32),
         embedding=sums / np.where(fallback, stops - starts, count)[:, None],
@@ -90,12 +90,19 @@ def clip_features(
     features: FeatureConfig,
     cepstra: np.ndarray | None = None,
     early: np.ndarray | None = None,
+    clock: tuple[float, float] | None = None,
 ) -> ClipFeatures:
     """(L, D) latent means, (L,) energy, (L, C) cepstra and (L, H) first-stage features of one
     clip -> its ClipFeatures.
     Source segments split and merge on the latents and the cepstra (weighted by
     cfg.cepstral_weight); without cepstra, on the latents alone."""
-    n, rate = len(mean), features.frame_rate / downsample
+    n = len(mean)
+    if clock is None:  # the VAE's latent frames
+        rate = features.frame_rate / downsample
+        edge = lambda j, n, d: edge_s(j, n, d, downsample, features)  # noqa: E731
+    else:  # another encoder's frames: (frames per second, centre of the first), boundaries half way
+        rate, first = clock
+        edge = lambda j, n, d: 0.0 if j == 0 else d if j >= n else max(0.0, first + (j - 0.5) / rate)  # noqa: E731
     half, gap = cfg.novelty_frames(rate)
     pieces, curve = segment(with_activity(mean, energy, cfg.activity_weight), half, gap, cfg.novelty_threshold)
     active = active_frames(energy)
@@ -105,8 +112,7 @@ def clip_features(
         [p.start for p in pieces] + [n],
         [p.score for p in pieces],
         duration_s,
-        downsample,
-        features,
+        edge,
         False,
     )
     keep = tiles.active >= EVENT_ACTIVE
@@ -122,8 +128,7 @@ def clip_features(
         [0, *(j for j, _ in source), n],
         [0.0, *(d for _, d in source)],
         duration_s,
-        downsample,
-        features,
+        edge,
         True,
     )
     return ClipFeatures(

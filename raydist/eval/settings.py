@@ -40,16 +40,16 @@ def run_settings(out: str, storage_options: dict[str, Any] | None = None) -> Run
     manifests = [m for m in manifests if "segment_config" in m]  # embedding runs (not compress)
     if not manifests:
         raise ValueError(f"{out} holds no committed embedding run")
-    first = {k: manifests[0][k] for k in KEYS}
+    first = {k: manifests[0].get(k) for k in KEYS}  # another team's encoder: no VAE configs
     for m in manifests[1:]:
         for k in KEYS:
-            if m[k] != first[k]:
+            if m.get(k) != first[k]:
                 raise ValueError(
                     f"runs {manifests[0]['run_id']} and {m['run_id']} in {out} differ in {k}: "
                     f"{json.dumps(first[k])} vs {json.dumps(m[k])}; score them separately"
                 )
-    return RunSettings(
-        FeatureConfig.from_dict(first["feature_config"]),
-        ModelConfig.from_dict(first["model_config"]),
+    return RunSettings(  # without the VAE's: the default front end, for the log-mel baselines
+        FeatureConfig.from_dict(first["feature_config"] or {}),
+        ModelConfig.from_dict(first["model_config"] or {}),
         SegmentConfig.from_dict(first["segment_config"]),
     )

@@ -48,13 +48,27 @@ class EncodeBatch:
         self.device = device
         # `loaded`: a model already in memory (the server's embed and compress share one)
         self.m = loaded or load_model(model_uri, device=device, storage_options=storage_options)
+        self.shortest, self.rate = encode.min_samples(self.m), self.m.features.sample_rate
+
+    def _many(self, clips: list[np.ndarray]) -> list:
+        return self.encode.encode_many(self.m, clips)
+
+    def _timing(self, lat: Latents) -> tuple[float, float]:
+        """(centre of the first frame in seconds, frames per second) of a clip's frames."""
+        return float(self.encode.timestamps_s(self.m, 1)[0]), self.m.latent_rate
+
+    def _features(self, lat: Latents, duration_s: float):
+        m = self.m
+        return clip_features(
+            lat.mean, lat.energy, duration_s, self.segments, m.vae.cfg.downsample, m.features, lat.cepstra, lat.early
+        )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
         errs = {k: batch.column(k).to_pylist() for k in ERROR_COLUMNS}
         clips = waves(batch.column("wave"))
         good = [i for i in range(n) if errs["error_stage"][i] is None]
-        shortest, rate = self.encode.min_samples(self.m), self.m.features.sample_rate
+        shortest, rate = self.shortest, self.rate
         for i in list(good):
             if len(clips[i]) < shortest:
                 msg = (
@@ -75,32 +89,25 @@ class EncodeBatch:
     def _encode(self, clips: list[np.ndarray], uris: list[str]) -> list[Latents | Exception]:
         """Encode together; if the batch fails, clip by clip so one bad clip fails alone."""
         try:
-            return self.encode.encode_many(self.m, clips)  # type: ignore[return-value]
+            return self._many(clips)
         except Exception:
             out: list[Latents | Exception] = []
             for w, uri in zip(clips, uris):
                 try:
-                    out += self.encode.encode_many(self.m, [w])
+                    out += self._many([w])
                 except Exception as e:
                     out.append(type(e)(f"{uri}: {e}") if isinstance(e, ValueError) else e)
             return out
 
     def _rows(self, batch: pa.Table, results: list[Latents | None], errs: dict[str, list]) -> pa.Table:
         """One wide row per clip: clip, frame and segment columns; `split_tables` splits them."""
-        m, n = self.m, batch.num_rows
         frames_type = pa.float16() if self.output.dtype == "float16" else pa.float32()
         durations = batch.column("duration_s").to_pylist()
-        feats = [
-            None
-            if lat is None
-            else clip_features(
-                lat.mean, lat.energy, d, self.segments, m.vae.cfg.downsample, m.features, lat.cepstra, lat.early
-            )
-            for lat, d in zip(results, durations)
-        ]
+        feats = [None if lat is None else self._features(lat, d) for lat, d in zip(results, durations)]
+        timing = [(None, None) if lat is None else self._timing(lat) for lat in results]
         out: dict[str, Any] = {k: batch.column(k) for k in CLIP_COLUMNS}
-        out["start_s"] = pa.array([float(self.encode.timestamps_s(m, 1)[0])] * n, pa.float64())
-        out["frame_rate"] = pa.array([m.latent_rate] * n, pa.float64())
+        out["start_s"] = pa.array([t[0] for t in timing], pa.float64())
+        out["frame_rate"] = pa.array([t[1] for t in timing], pa.float64())
         out["n_frames"] = pa.array([None if lat is None else len(lat.mean) for lat in results], pa.int32())
         out["mean"] = matrix_array([None if lat is None else lat.mean for lat in results], frames_type)
         keep = self.output.keep_logvar
@@ -124,6 +131,45 @@ class EncodeBatch:
             )
         out.update({k: pa.array(v, pa.string()) for k, v in errs.items()})
         return pa.table(out)
+
+
+class HearEncodeBatch(EncodeBatch):
+    """Ray Data actor for a HEAR-API encoder (`raydist embed --encoder MODULE`): the module's scene
+    embedding is the clip embedding, its timestamp embeddings the frames; events and segments
+    come from those frames, with the audio's own power around each timestamp as the activity.
+    What only the VAE gives (log-variances, its log-mel cepstra, codes) is not there."""
+
+    def __init__(self, model_uri: str, configs: dict[str, Any], storage_options: dict | None = None, device="cpu"):
+        from raydist.embedding.encoders import HearEncoder
+
+        self.output = OutputConfig.from_dict(configs.get("output_config", {}))
+        self.segments = SegmentConfig.from_dict(configs.get("segment_config", {}))
+        self.device = device
+        self.hear = HearEncoder(model_uri, device)
+        self.shortest, self.rate = 1, self.hear.sample_rate
+
+    def _many(self, clips: list[np.ndarray]) -> list:
+        from raydist.embedding.encode import Latents
+        from raydist.embedding.encoders import frame_energy
+
+        out = []
+        for wave, e in zip(clips, self.hear.encode(clips)):
+            if len(e.times_s) == 0 or e.frames.ndim != 2 or len(e.frames) != len(e.times_s):
+                raise ValueError(f"the encoder gave {e.frames.shape} embeddings for {len(e.times_s)} timestamps")
+            lat = Latents(e.frames, None, frame_energy(wave, e.times_s, self.rate), None, None)  # type: ignore[arg-type]
+            lat.scene, lat.times_s = e.scene, e.times_s  # type: ignore[attr-defined]
+            out.append(lat)
+        return out
+
+    def _timing(self, lat) -> tuple[float, float]:
+        t = lat.times_s
+        return float(t[0]), float(1.0 / np.median(np.diff(t))) if len(t) > 1 else 0.0
+
+    def _features(self, lat, duration_s: float):
+        start, rate = self._timing(lat)
+        f = clip_features(lat.mean, lat.energy, duration_s, self.segments, 0, None, clock=(rate or 1.0, start))
+        f.embedding = lat.scene
+        return f
 
 
 def _masked(values: list[np.ndarray | None], null: pa.Array, type_: pa.DataType = pa.float32()) -> pa.ListArray:
@@ -150,7 +196,10 @@ def split_tables(batch: pa.Table, configs: dict[str, dict]) -> dict[str, pa.Tabl
     dtype = OutputConfig.from_dict(configs.get("output_config", {})).dtype
     ok = pc.is_null(batch.column("error_stage"))
     good, bad = batch.filter(ok), batch.filter(pc.invert(ok))
-    frames = good.select(frames_schema(dtype).names)
+    schema = frames_schema(dtype)
+    if "encoder" in configs:  # another team's encoder: no log-variances to write
+        schema = schema.remove(schema.get_field_index("logvar"))
+    frames = good.select(schema.names)
     counts = {p: _lengths(good, f"{p}_start") for p in ("ev", "seg")}
     clip_cols = [c for c in CLIPS.names if c not in ("n_segments", "n_events")]
     clips = pa.table(
@@ -163,7 +212,7 @@ def split_tables(batch: pa.Table, configs: dict[str, dict]) -> dict[str, pa.Tabl
     segments = _regions_table(good, "seg", "segment", counts["seg"])
     events = _regions_table(good, "ev", "event", counts["ev"])
     return {
-        "frames": frames.cast(frames_schema(dtype)),
+        "frames": frames.cast(schema),
         "clips": clips.cast(CLIPS),
         "events": events.cast(EVENTS),
         "segments": segments.cast(SEGMENTS),
@@ -195,6 +244,12 @@ def _regions_table(good: pa.Table, prefix: str, index: str, counts: np.ndarray) 
 
 
 EMBED = Spec("embed", EncodeBatch, split_tables, ("clips", "errors"))
+EMBED_HEAR = Spec("embed", HearEncodeBatch, split_tables, ("clips", "errors"))
+
+
+def encoder_actor(model_uri: str) -> type:
+    """The actor class for an encoder string: a checkpoint's, or `hear:MODULE[|WEIGHTS]`."""
+    return HearEncodeBatch if model_uri.startswith("hear:") else EncodeBatch
 
 
 def embed(
@@ -211,7 +266,8 @@ def embed(
     """Embed `inputs` into `out` (Ray must be initialised). Safe to rerun: it finishes an
     interrupted commit, then processes only inputs not yet committed."""
     configs = {"output_config": output.to_dict(), "segment_config": segments.to_dict()}
-    return run_pipeline(EMBED, inputs, out, model_uri, resources, configs, retry_errors, storage_options, progress)
+    spec = EMBED_HEAR if encoder_actor(model_uri) is HearEncodeBatch else EMBED
+    return run_pipeline(spec, inputs, out, model_uri, resources, configs, retry_errors, storage_options, progress)
 
 
-__all__ = ["EMBED", "EncodeBatch", "embed", "error_table", "split_tables"]
+__all__ = ["EMBED", "EncodeBatch", "HearEncodeBatch", "embed", "encoder_actor", "error_table", "split_tables"]

@@ -20,7 +20,7 @@ import ray
 
 from raydist.config import OutputConfig, ResourceConfig
 from raydist.console import progress as show
-from raydist.errors import RaydistError
+from raydist.errors import RaydistError, UsageError
 from raydist.io.runs import Heartbeat, driver_info, new_run_id, now_iso
 from raydist.io.schema import SCHEMA_VERSION
 from raydist.io.store import STAGING, RunStore, Taken
@@ -145,18 +145,18 @@ def run_pipeline(
     already committed, and drops from its commits inputs another run committed meanwhile.
     `retry_errors` also processes again inputs whose only record is an error row. SIGINT or
     SIGTERM (in the main thread) commits what is finished and raises RunInterrupted."""
-    from raydist.model.checkpoint import load_model  # torch: the driver only, never the writers
+    from raydist.embedding.encoders import identify  # torch: the driver only, never the writers
 
     start = time.time()
     so = storage_options or {}
-    model = load_model(model_uri, storage_options=so)  # fail fast on a bad checkpoint
+    model = identify(model_uri, so)  # fail fast on a bad checkpoint or encoder module
     store = RunStore(out, so, filter_files=filter_files_in_tasks)
     store.check_writable()
+    _check_same_encoder(store, model, out)
     output = OutputConfig.from_dict(configs["output_config"])
     run_id = new_run_id()
     recorded = {  # every config of the run: for the actors, the writers' metadata and the record
-        "feature_config": model.features.to_dict(),
-        "model_config": model.vae.cfg.to_dict(),
+        **model.configs,  # the VAE's feature and model configs, or the HEAR encoder's description
         "resource_config": resources.to_dict(),
         **configs,
     }
@@ -166,7 +166,7 @@ def run_pipeline(
         "state": "running",
         "schema_version": SCHEMA_VERSION,
         "inputs": inputs,
-        "model": {"uri": model_uri, "sha256": model.checkpoint_id, "vae_sha256": model.vae_id, "step": model.step},
+        "model": {"uri": model_uri, "sha256": model.sha256, "vae_sha256": model.vae_sha256, "step": model.step},
         **recorded,
         "retry_errors": retry_errors,
         "driver": driver_info(),
@@ -201,14 +201,14 @@ def run_pipeline(
         metadata = {
             "raydist.schema_version": SCHEMA_VERSION,
             "raydist.run_id": run_id,
-            "raydist.model_sha256": model.checkpoint_id,
+            "raydist.model_sha256": model.sha256,
             **{f"raydist.{k}": json.dumps(v) for k, v in recorded.items()},
         }
         ds = build_dataset(
             spec, todo, model_uri, resources, recorded, store.uri(STAGING, run_id), run_id,
-            model.features.sample_rate, metadata, so,
+            model.sample_rate, metadata, so,
         )  # fmt: skip
-        commits = Commits(store, spec, run_id, taken, output, heartbeat, summary, retried, model.checkpoint_id)
+        commits = Commits(store, spec, run_id, taken, output, heartbeat, summary, retried, model.sha256)
         signum = _run_until_done_or_signal(ds, commits, spec.name, n_todo, start, progress)
     except BaseException as e:
         if isinstance(e, Interrupted):  # before the pipeline started
@@ -231,6 +231,19 @@ def run_pipeline(
         raise RunInterrupted(signum, summary, n_todo - summary.ok - summary.failed - summary.dropped)
     heartbeat.stop(state="complete", ended=now_iso(), wall_s=summary.wall_s)
     return summary
+
+
+def _check_same_encoder(store: RunStore, model, out: str) -> None:
+    """Refuse to add another encoder's rows to an output (vectors of two encoders do not mix);
+    a checkpoint that adds a vocoder to the same VAE is the same encoder."""
+    for m in store.manifests():
+        theirs = m.get("model", {})
+        if theirs.get("vae_sha256", theirs.get("sha256")) not in (None, model.vae_sha256):
+            raise UsageError(
+                f"{out} holds rows embedded with {theirs.get('uri')} (encoder {theirs.get('vae_sha256', '')[:12]}); "
+                f"{model.uri} is another encoder ({model.vae_sha256[:12]}) and its vectors would not be comparable: "
+                "write it to another --out"
+            )
 
 
 class RunFailed(RaydistError, RuntimeError):

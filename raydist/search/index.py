@@ -114,7 +114,7 @@ def _model_of(store: RunStore, entries: list[dict[str, Any]]) -> dict[str, Any]:
         record = store.record(run_id) or {}
         m = record.get("model") or {}
         if "vae_sha256" in m:
-            configs = {k: record[k] for k in ("output_config", "segment_config") if k in record}
+            configs = {k: record[k] for k in ("output_config", "segment_config", "encoder") if k in record}
             models[m["vae_sha256"]] = {**{k: m.get(k) for k in ("uri", "sha256", "vae_sha256")}, "configs": configs}
     if len(models) > 1:
         raise SearchError(f"{store.out} holds rows of {len(models)} different models; index one model's output")

@@ -92,11 +92,12 @@ def embed_audio(
     decode_batch, EncodeBatch and split_tables that `raydist embed` runs. Refuses a model whose VAE
     is not the one that made the index; an unreadable file raises with the decoder's message."""
     from raydist.pipeline.decode import decode_batch
-    from raydist.pipeline.embed import EncodeBatch, split_tables
+    from raydist.pipeline.embed import encoder_actor, split_tables
 
     configs = meta.configs or {}
+    uri = model_uri or meta.model["uri"]
     try:
-        encoder = EncodeBatch(model_uri or meta.model["uri"], configs, storage_options)
+        encoder = encoder_actor(uri)(uri, configs, storage_options)
     except Exception as e:
         if model_uri:
             raise
@@ -104,17 +105,23 @@ def embed_audio(
             f"the model the index was built from, {meta.model['uri']}, cannot be read from here ({e}); "
             "pass --model CKPT (the same checkpoint, or one that adds a vocoder to its VAE)"
         ) from None
-    if encoder.m.vae_id != meta.model["vae_sha256"]:
+    if hasattr(encoder, "m"):  # raydist's VAE
+        key = encoder.m.vae_id
+    else:  # a HEAR module: its recorded identity (module, version, weights)
+        from raydist.embedding.encoders import identify
+
+        key = identify(uri, storage_options).vae_sha256
+    if key != meta.model["vae_sha256"]:
         raise SearchError(
-            f"{model_uri or meta.model['uri']} is another model than the one the index was built from "
-            f"(VAE {encoder.m.vae_id[:12]} against {meta.model['vae_sha256'][:12]}): its vectors are not comparable"
+            f"{uri} is another model than the one the index was built from "
+            f"(VAE {key[:12]} against {meta.model['vae_sha256'][:12]}): its vectors are not comparable"
         )
     n = len(sources)
     batch = pa.table(
         {"id": [str(i) for i in range(n)], "uri": sources, "label": [None] * n, "split": [None] * n},
         schema=pa.schema([(c, pa.string()) for c in ("id", "uri", "label", "split")]),
     )
-    tables = split_tables(encoder(decode_batch(batch, encoder.m.features.sample_rate, storage_options)), configs)
+    tables = split_tables(encoder(decode_batch(batch, encoder.rate, storage_options)), configs)
     for err in tables["errors"].to_pylist():
         raise SearchError(f"cannot embed {err['uri']}: {err['message']} ({err['stage']})")
     rows = tables[meta.level].to_pylist()
