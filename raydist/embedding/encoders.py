@@ -144,6 +144,19 @@ def identify(uri: str, storage_options: dict | None = None) -> Identity:
     return Identity(uri, sha, sha, info["sample_rate"], None, {"encoder": info})
 
 
+def check_same(manifests: list[dict], model: Identity, out: str) -> None:
+    """Refuse to add another encoder's rows to an output (vectors of two encoders do not mix);
+    a checkpoint that adds a vocoder to the same VAE is the same encoder."""
+    for m in manifests:
+        theirs = m.get("model", {})
+        if theirs.get("vae_sha256", theirs.get("sha256")) not in (None, model.vae_sha256):
+            raise UsageError(
+                f"{out} holds rows embedded with {theirs.get('uri')} (encoder {theirs.get('vae_sha256', '')[:12]}); "
+                f"{model.uri} is another encoder ({model.vae_sha256[:12]}) and its vectors would not be comparable: "
+                "write it to another --out"
+            )
+
+
 @dataclass
 class Encoded:
     scene: np.ndarray  # (S,) float32

@@ -20,7 +20,7 @@ import ray
 
 from raydist.config import OutputConfig, ResourceConfig
 from raydist.console import progress as show
-from raydist.errors import RaydistError, UsageError
+from raydist.errors import RaydistError
 from raydist.io.runs import Heartbeat, driver_info, new_run_id, now_iso
 from raydist.io.schema import SCHEMA_VERSION
 from raydist.io.store import STAGING, RunStore, Taken
@@ -145,14 +145,14 @@ def run_pipeline(
     already committed, and drops from its commits inputs another run committed meanwhile.
     `retry_errors` also processes again inputs whose only record is an error row. SIGINT or
     SIGTERM (in the main thread) commits what is finished and raises RunInterrupted."""
-    from raydist.embedding.encoders import identify  # torch: the driver only, never the writers
+    from raydist.embedding.encoders import check_same, identify  # torch: the driver only, never the writers
 
     start = time.time()
     so = storage_options or {}
     model = identify(model_uri, so)  # fail fast on a bad checkpoint or encoder module
     store = RunStore(out, so, filter_files=filter_files_in_tasks)
     store.check_writable()
-    _check_same_encoder(store, model, out)
+    check_same(store.manifests(), model, out)
     output = OutputConfig.from_dict(configs["output_config"])
     run_id = new_run_id()
     recorded = {  # every config of the run: for the actors, the writers' metadata and the record
@@ -231,19 +231,6 @@ def run_pipeline(
         raise RunInterrupted(signum, summary, n_todo - summary.ok - summary.failed - summary.dropped)
     heartbeat.stop(state="complete", ended=now_iso(), wall_s=summary.wall_s)
     return summary
-
-
-def _check_same_encoder(store: RunStore, model, out: str) -> None:
-    """Refuse to add another encoder's rows to an output (vectors of two encoders do not mix);
-    a checkpoint that adds a vocoder to the same VAE is the same encoder."""
-    for m in store.manifests():
-        theirs = m.get("model", {})
-        if theirs.get("vae_sha256", theirs.get("sha256")) not in (None, model.vae_sha256):
-            raise UsageError(
-                f"{out} holds rows embedded with {theirs.get('uri')} (encoder {theirs.get('vae_sha256', '')[:12]}); "
-                f"{model.uri} is another encoder ({model.vae_sha256[:12]}) and its vectors would not be comparable: "
-                "write it to another --out"
-            )
 
 
 class RunFailed(RaydistError, RuntimeError):
