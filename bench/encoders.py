@@ -18,19 +18,14 @@ the VAE is trained once per seed and reported as mean ± std over seeds.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
-import tempfile
 
 import numpy as np
 
-from bench.corpora.labelled import build
-from bench.features import LABELS, TASKS, probes, run
+from bench.features import LABELS, TASKS, probes, run, setup
 from bench.report import mean_std, table
-from raydist.config import FeatureConfig
-from raydist.eval.probe import baseline_features
 from raydist.io.store import RunStore, read_table
 
 NAIVE_SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hear_naive.py")
@@ -55,16 +50,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--encoders", nargs="+", default=list(HEAR), choices=list(HEAR))
     ap.add_argument("--root", help="work folder (default: a new temporary one)")
     args = ap.parse_args(argv)
-    root = args.root or tempfile.mkdtemp(prefix="enc")
-    manifest = os.path.join(root, "manifest.csv")
-    if not os.path.exists(manifest):
-        build(root, args.split)
-    rows = list(csv.DictReader(open(manifest)))
-    uris = [os.path.join(root, r["uri"]) for r in rows]
+    root, manifest, rows, baselines = setup(args.root, args.split, "enc")
     raydist = os.path.join(os.path.dirname(sys.executable), "raydist")
-    report: dict = {"split": args.split, "clips": len(rows), "epochs": args.epochs, "encoders": {}}
-    for name in ("logmel", "mfcc"):
-        report[name] = probes(baseline_features(uris, name, FeatureConfig()), rows)
+    report: dict = {"split": args.split, "clips": len(rows), "epochs": args.epochs, "encoders": {}, **baselines}
     for name in args.encoders:
         emb = os.path.join(root, f"emb-{name}")
         wall = run(

@@ -61,6 +61,19 @@ def run(cmd: list[str], log: str) -> float:
     return time.perf_counter() - t
 
 
+def setup(root: str | None, split: str, prefix: str) -> tuple[str, str, list[dict], dict]:
+    """The labelled corpus of `split` under `root` (built unless there), its manifest, its rows,
+    and the log-mel and MFCC baselines' probe scores on it."""
+    root = root or tempfile.mkdtemp(prefix=prefix)
+    manifest = os.path.join(root, "manifest.csv")
+    if not os.path.exists(manifest):
+        build(root, split)
+    rows = list(csv.DictReader(open(manifest)))
+    uris = [os.path.join(root, r["uri"]) for r in rows]
+    baselines = {name: probes(baseline_features(uris, name, FeatureConfig()), rows) for name in ("logmel", "mfcc")}
+    return root, manifest, rows, baselines
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m bench features", description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", choices=("tune", "held"), default="held")
@@ -70,17 +83,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--contrast", type=float, default=LossConfig.contrast, help="0 = the plain ELBO (ablation)")
     ap.add_argument("--root", help="work folder (default: a new temporary one)")
     args = ap.parse_args(argv)
-    root = args.root or tempfile.mkdtemp(prefix="feat")
-    manifest = os.path.join(root, "manifest.csv")
-    if not os.path.exists(manifest):
-        build(root, args.split)
-    rows = list(csv.DictReader(open(manifest)))
-    uris = [os.path.join(root, r["uri"]) for r in rows]
+    root, manifest, rows, baselines = setup(args.root, args.split, "feat")
     raydist = os.path.join(os.path.dirname(sys.executable), "raydist")
     report: dict = {"split": args.split, "clips": len(rows), "epochs": args.epochs, "preset": args.preset}
     report["contrast"] = args.contrast
-    for name in ("logmel", "mfcc"):
-        report[name] = probes(baseline_features(uris, name, FeatureConfig()), rows)
+    report.update(baselines)
     seeds = []
     for seed in args.seeds:
         ckpt, emb = os.path.join(root, f"ckpt{seed}"), os.path.join(root, f"emb{seed}")

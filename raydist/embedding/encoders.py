@@ -127,7 +127,12 @@ def identify(uri: str, storage_options: dict | None = None) -> Identity:
         return Identity(uri, m.checkpoint_id, m.vae_id, m.features.sample_rate, m.step, recorded)
     module, weights = parse(uri)
     mod = import_module(module)
-    model = mod.load_model(weights) if weights else mod.load_model()
+    return hear_identity(uri, mod, mod.load_model(weights) if weights else mod.load_model(), storage_options)
+
+
+def hear_identity(uri: str, mod: ModuleType, model: Any, storage_options: dict | None = None) -> Identity:
+    """`identify` of a HEAR module whose model is loaded already."""
+    module, weights = parse(uri)
     is_file = module.endswith(".py")
     info = {
         "module": os.path.abspath(module) if is_file else module,
@@ -235,4 +240,16 @@ def frame_energy(wave: np.ndarray, times_s: np.ndarray, rate: int) -> np.ndarray
     return np.log((power[idx[1:]] - power[idx[:-1]]) / n + 1e-10).astype(np.float32)
 
 
-__all__ = ["CHUNK_S", "Encoded", "HearEncoder", "Identity", "frame_energy", "hear_uri", "identify", "is_hear", "parse"]
+__all__ = [
+    "CHUNK_S",
+    "Encoded",
+    "HearEncoder",
+    "Identity",
+    "check_same",
+    "frame_energy",
+    "hear_identity",
+    "hear_uri",
+    "identify",
+    "is_hear",
+    "parse",
+]

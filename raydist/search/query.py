@@ -107,10 +107,10 @@ def embed_audio(
         ) from None
     if hasattr(encoder, "m"):  # raydist's VAE
         key = encoder.m.vae_id
-    else:  # a HEAR module: its recorded identity (module, version, weights)
-        from raydist.embedding.encoders import identify
+    else:  # a HEAR module: its recorded identity (module, version, weights), of the model just loaded
+        from raydist.embedding.encoders import hear_identity
 
-        key = identify(uri, storage_options).vae_sha256
+        key = hear_identity(uri, encoder.hear.mod, encoder.hear.model, storage_options).vae_sha256
     if key != meta.model["vae_sha256"]:
         raise SearchError(
             f"{uri} is another model than the one the index was built from "

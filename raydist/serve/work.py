@@ -93,9 +93,12 @@ class Worker:
     def embed(self, uploads: list[Upload]) -> list[dict]:
         """Clip rows (and with `frames`, the frames row, segments and events) as `raydist embed`
         writes them, one result per upload."""
+        return self._embedded(self._decoded(uploads), uploads)
+
+    def _embedded(self, decoded: pa.Table, uploads: list[Upload]) -> list[dict]:
         from raydist.pipeline.embed import split_tables
 
-        tables = split_tables(self.encoder(self._decoded(uploads)), self.configs)
+        tables = split_tables(self.encoder(decoded), self.configs)
         got = {k: _by_id(tables[k]) for k in ("clips", "frames", "segments", "events", "errors")}
         out = []
         for i, u in enumerate(uploads):
@@ -152,10 +155,10 @@ class Worker:
         with the events and segments `embed` finds in it."""
         import torch
 
-        [res] = self.embed([Upload(upload.data, frames=True, name=upload.name)])
+        decoded = self._decoded([upload])
+        [res] = self._embedded(decoded, [Upload(upload.data, frames=True, name=upload.name)])
         if "error" in res:
             return res
-        decoded = self._decoded([upload])
         wave = np.asarray(decoded.column("wave")[0].values, np.float32)
         with torch.inference_mode():
             logmel = self.m.logmel(torch.from_numpy(wave)[None].to(next(self.m.vae.parameters()).device))[0]
