@@ -15,7 +15,7 @@ elsewhere, for a trial run).
 BENCHMARKS = {
     "quality": ("quality", "probes and boundary F on the demo corpus (a regression check, clips trained on)"),
     "features": ("features", "clip features on voices and programs the model never saw: word, speaker, family"),
-    "segments": ("segments", "source segments and events on joined real sources, tune and held-out sets"),
+    "segments": ("segments", "source segments on two corpora built differently: tuned on one, scored on the other"),
     "encoders": ("encoders", "other teams' HEAR-API encoders (CREPE, naive) through the pipeline, beside the VAE"),
     "search": ("search", "search by sound: retrieval P@10 and mAP, near-duplicates, the index at 10^6 vectors"),
     "codec": ("codec", "the latent codec (vocoder, Griffin-Lim) beside Opus on held-out clips"),

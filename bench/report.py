@@ -4,7 +4,7 @@ A result file holds what the benchmark returned under "result", with the command
 date, the machine and the commit. `render_all` writes docs/benchmarks.md (every benchmark: what it
 measures, how to run it, its latest tables) and every generated block of README.md and docs/*.md
 (between `<!-- gen:KEY -->` and `<!-- /gen:KEY -->`: `headline`, the figures table, or
-`headline:NAME` one benchmark's; `schema:TABLE`,
+`headline:NAME` one benchmark's; `tables:NAME` its tables; `schema:TABLE`,
 an output table's columns from raydist/io/schema.py); no figure in them is typed by hand.
 """
 
@@ -201,6 +201,10 @@ def generated(key: str, path: str) -> str:
         from raydist.io.schema import markdown
 
         return markdown(key.split(":", 1)[1])
+    if key.startswith("tables:"):  # one benchmark's tables, as docs/benchmarks.md shows them
+        name = key.split(":", 1)[1]
+        record = load(name)
+        return _module(name).render(record["result"]).strip() if record else f"Not run yet: `python -m bench {name}`."
     raise SystemExit(f"{path}: unknown generated block {key!r}")
 
 

@@ -270,26 +270,35 @@ class SegmentConfig(Config):
 
     events: where sound starts and stops, and sudden changes inside it: short-window novelty over
     the latents plus an activity channel, peak picking.
-    segments: regions of one source: long-window novelty over the active frames only (pauses
+    segments: regions of one source: long-window novelty over the sound frames only (pauses
     skipped) splits sound runs where the source changes without a pause, then adjacent regions
     are merged, closest first, while their Ward distance (size-weighted distance of their mean
     standardised features) is below merge_distance, so a pause inside one source is no boundary.
-    The features are the latents and 12 cepstral coefficients of the log-mel (the spectral
-    envelope, which tells voices apart better than the latents do), weighted by cepstral_weight."""
+    The features are the latents less their linear dependence on the frame energy (a level
+    change is no change of source) and 12 cepstral coefficients of the log-mel with each band's
+    noise floor subtracted (the spectral envelope, which tells voices apart better than the
+    latents do), weighted by cepstral_weight. Sound is within 30 dB of the clip's peak and
+    noise_margin_db above its noise floor. A boundary across a pause is placed at the new
+    source's onset (found at the mel frame rate), or with placement "middle" in the middle of
+    the pause."""
 
     novelty_s: float = 0.25  # events: half-width of the novelty window, seconds (0.5 s missed short gaps)
     min_segment_s: float = 0.15  # events: shortest event; also a peak's neighbourhood and the end margin
     novelty_threshold: float = 1.0  # events: peaks must exceed median + threshold * MAD of the novelty curve
     activity_weight: float = 1.0  # events: weight of the energy channel in the novelty curve (0 = latents only)
-    source_novelty_s: float = 0.75  # segments: half-width of the novelty window over active frames, seconds
+    source_novelty_s: float = 0.5  # segments: half-width of the novelty window over active frames, seconds
     source_threshold: float = 1.0  # segments: split peaks must exceed median + threshold * MAD
-    merge_distance: float = 1.8  # segments: merge adjacent regions whose Ward distance is below this
-    cepstral_weight: float = 1.0  # segments: weight of each standardised cepstral coefficient (0 = latents only)
+    merge_distance: float = 3.0  # segments: merge adjacent regions whose Ward distance is below this
+    cepstral_weight: float = 2.0  # segments: weight of each standardised cepstral coefficient (0 = latents only)
+    noise_margin_db: float = 3.0  # segments: sound stands this far above the clip's noise floor (0 = no floor)
+    placement: str = "onset"  # segments: a boundary across a pause at the new source's onset, or "middle" of the pause
 
     def __post_init__(self) -> None:
         if self.novelty_s <= 0 or self.min_segment_s <= 0 or self.activity_weight < 0 or self.source_novelty_s <= 0:
             raise ValueError(f"window lengths must be > 0 and activity_weight >= 0: {self}")
-        for name in ("merge_distance", "cepstral_weight"):
+        if self.placement not in ("onset", "middle"):
+            raise ValueError(f"placement must be 'onset' or 'middle', got {self.placement!r}")
+        for name in ("merge_distance", "cepstral_weight", "noise_margin_db"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 

@@ -16,11 +16,14 @@ import pytest
 import soundfile as sf
 from kit import write_tone
 
+from raydist.audio import decode
 from raydist.audio.synth import tone
-from raydist.config import OutputConfig
-from raydist.embedding.features import active_frames
+from raydist.config import OutputConfig, SegmentConfig
+from raydist.embedding.encode import encode_many
+from raydist.embedding.features import clip_features
 from raydist.io.schema import CLIPS, ERRORS, EVENTS, SEGMENTS, frames_schema
 from raydist.io.store import RunStore, read_table
+from raydist.model.checkpoint import load_model
 from raydist.pipeline.embed import embed
 
 pytestmark = pytest.mark.slow
@@ -98,8 +101,9 @@ def test_clip_rows_describe_the_source(run):
     assert rows["a/silence.wav"]["active_fraction"] == 0.0
 
 
-def test_frames_and_segments_line_up_with_clips(run):
+def test_frames_and_segments_line_up_with_clips(run, checkpoint):
     _, out, _ = run
+    m = load_model(checkpoint)
     clips = {r["id"]: r for r in read_table(out, "clips").to_pylist()}
     frames = read_table(out, "frames")
     assert frames.schema.field("mean").type == frames_schema("float16").field("mean").type
@@ -113,20 +117,20 @@ def test_frames_and_segments_line_up_with_clips(run):
     frame_of = lambda t: round((t / 0.01 + 0.5) / 8)  # noqa: E731  # a boundary before frame j sits at (8 j - 0.5) hops
     for clip_id, clip in clips.items():
         latents = np.array(frame_rows[clip_id]["mean"], np.float32)
-        active = active_frames(np.array(frame_rows[clip_id]["energy"], np.float32))
         # the clip embedding opens with the mean and std over time of the latent means
         np.testing.assert_allclose(clip["embedding"][:32], latents.mean(0), rtol=1e-2, atol=5e-3)
         np.testing.assert_allclose(clip["embedding"][32:64], latents.std(0), rtol=1e-2, atol=5e-3)
-        # source segments tile the clip; each embedding is the mean latent of its active frames
+        # source segments tile the clip, and are what clip_features makes of the file encoded alone
         mine = sorted((s for s in segs if s["id"] == clip_id), key=lambda s: s["segment"])
         assert len(mine) == clip["n_segments"] >= 1
         assert mine[0]["start_s"] == 0.0 and mine[-1]["end_s"] == pytest.approx(clip["duration_s"])
         assert all(a["end_s"] == b["start_s"] for a, b in zip(mine, mine[1:]))  # contiguous
-        edges = [frame_of(s["start_s"]) if s["segment"] else 0 for s in mine] + [len(latents)]
-        for s, j0, j1 in zip(mine, edges, edges[1:]):
-            assert j1 > j0 and s["active_fraction"] == pytest.approx(active[j0:j1].mean(), abs=1e-6)
-            use = active[j0:j1] if active[j0:j1].any() else np.ones(j1 - j0, bool)
-            np.testing.assert_allclose(s["embedding"], latents[j0:j1][use].mean(0), rtol=1e-2, atol=5e-3)
+        lat = encode_many(m, [decode(clip["uri"], m.features.sample_rate)[0]])[0]
+        args = (lat.mean, lat.energy, clip["duration_s"], SegmentConfig(), 8, m.features, lat.cepstra, lat.early)
+        want = clip_features(*args, mel_energy=lat.mel_energy, bands=lat.bands).segments
+        assert [s["start_s"] for s in mine] == pytest.approx(list(want.start), abs=1e-9)
+        assert [s["active_fraction"] for s in mine] == pytest.approx(list(want.active), abs=1e-6)
+        np.testing.assert_allclose([s["embedding"] for s in mine], want.embedding, rtol=1e-2, atol=5e-3)
         # events: in order, within the clip, mostly active, each the mean latent of all its frames
         ev = sorted((e for e in events if e["id"] == clip_id), key=lambda e: e["event"])
         assert len(ev) == clip["n_events"]

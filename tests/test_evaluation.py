@@ -106,3 +106,10 @@ def test_manifests_from_before_the_cepstra_read_as_latents_only():
     assert SegmentConfig.from_dict(older["segment_config"]).cepstral_weight == 0.0
     now = SegmentConfig().to_dict()
     assert upgrade_manifest({"segment_config": now})["segment_config"] == now
+
+
+def test_signed_offsets_of_matched_boundaries():
+    from raydist.eval.boundaries import signed_offsets
+
+    assert signed_offsets([1.0, 2.0, 5.0], [0.9, 2.05, 3.0], 0.5) == pytest.approx([-0.1, 0.05])
+    assert signed_offsets([1.0], [], 0.5) == []

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from raydist.audio import LogMel
+from raydist.audio.features import num_frames
 from raydist.config import FeatureConfig, LossConfig, ModelConfig
 from raydist.embedding.encode import encode_equal, encode_long, encode_many
 from raydist.embedding.features import scene_embedding
@@ -92,7 +93,10 @@ def test_chunked_encoding_equals_whole_file_encoding():
         np.testing.assert_allclose(part.energy, whole.energy, atol=1e-5)
         np.testing.assert_allclose(part.cepstra, whole.cepstra, atol=1e-4)
         np.testing.assert_allclose(part.early, whole.early, atol=1e-4)
+        np.testing.assert_allclose(part.mel_energy, whole.mel_energy, atol=1e-5)
+        np.testing.assert_allclose(part.bands, whole.bands, atol=1e-5)
     assert whole.cepstra.shape == (376, 12) and whole.early.shape == (376, 16)
+    assert whole.mel_energy.shape == (num_frames(len(wave), m.features),)
 
 
 def test_receptive_field_bounds_the_influence():
@@ -223,8 +227,9 @@ def test_energy_and_cepstra_of_a_cosine_spectrum():
     m = torch.arange(n, dtype=torch.float64)
     spectrum = 3 + 2 * torch.cos(torch.pi * 2 * (m + 0.5) / n)
     logmel = spectrum[None, :, None].repeat(1, 1, 5 * d - 3).float()  # 37 frames: the last latent frame is padded
-    energy, cepstra = _pool(logmel, d, 5)
-    assert energy.shape == (1, 5) and cepstra.shape == (1, 5, 12)
+    energy, cepstra, bands = _pool(logmel, d, 5)
+    assert energy.shape == (1, 5) and cepstra.shape == (1, 5, 12) and bands.shape == (1, 5, n)
+    np.testing.assert_allclose(bands[0].numpy(), np.tile(spectrum.numpy(), (5, 1)), atol=1e-5)
     np.testing.assert_allclose(energy.numpy(), 3.0, atol=1e-5)
     expected = np.zeros(12)
     expected[1] = 2 * np.sqrt(n / 2)

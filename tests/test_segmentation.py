@@ -70,7 +70,7 @@ def test_active_runs():
 
 def test_source_boundaries_ignore_pauses_inside_a_source_and_find_joins_without_one():
     """A (pause) A | B (pause) B (pause) B, with no pause at the A|B join: one boundary, at the join;
-    then C after a pause: a second boundary, in the middle of that pause."""
+    then C after a pause: a second boundary, at C's first frame (or, asked, the middle of the pause)."""
     from raydist.embedding.segmentation import source_boundaries
 
     rng = np.random.default_rng(0)
@@ -81,9 +81,11 @@ def test_source_boundaries_ignore_pauses_inside_a_source_and_find_joins_without_
     x = np.concatenate(parts)
     active = np.concatenate([np.abs(p).sum(1) > 0 for p in parts])
     found = source_boundaries(x, active, half_width=6, threshold=1.0, merge=1.65)
-    join, pause_mid = 12 + 4 + 12, 12 + 4 + 12 + 12 + 4 + 10 + 4 + 10 + 3
-    assert [j for j, _ in found] == [join, pause_mid], found
-    assert all(d >= 1.65 for _, d in found)
+    join, c_starts = 12 + 4 + 12, 12 + 4 + 12 + 12 + 4 + 10 + 4 + 10 + 6
+    assert [(c.frame, c.after_pause) for c in found] == [(join, False), (c_starts, True)], found
+    assert all(c.distance >= 1.65 for c in found)
+    middle = source_boundaries(x, active, half_width=6, threshold=1.0, merge=1.65, middle=True)
+    assert [c.frame for c in middle] == [join, c_starts - 3]
     # one source throughout, pauses and all: no boundary
     one = np.concatenate([_source(rng, a, 15), sil, _source(rng, a, 15), sil, _source(rng, a, 15)])
     mask = np.abs(one).sum(1) > 0
@@ -109,3 +111,88 @@ def test_cepstra_find_a_change_of_source_the_latents_miss():
     assert len(clip_features(*args).segments.start) == 1  # latents alone
     off = SegmentConfig(cepstral_weight=0.0)
     assert len(clip_features(latents, energy, 60 * 0.08, off, 8, FeatureConfig(), cepstra).segments.start) == 1
+
+
+def test_cepstral_basis_is_torchaudios_dct_without_c0():
+    from torchaudio.functional import create_dct
+
+    from raydist.embedding.features import cepstral_basis
+
+    np.testing.assert_allclose(cepstral_basis(64), create_dct(13, 64, norm="ortho")[:, 1:].numpy(), atol=1e-6)
+
+
+def test_denoised_cepstra_ignore_gain_and_take_off_the_noise_floor():
+    from raydist.embedding.features import cepstral_basis, denoised_cepstra, noise_floor
+
+    rng = np.random.default_rng(4)
+    envelope = rng.normal(-4, 2, 64)  # a source's log-mel envelope
+    quiet = np.log(1e-4) + rng.normal(0, 0.05, (20, 64))  # steady noise
+    bands = np.concatenate([quiet, envelope + rng.normal(0, 0.1, (60, 64))])
+    a = denoised_cepstra(bands, noise_floor(bands))
+    louder = bands + np.log(10**1.2)  # +12 dB: every band's power times 10^1.2, the floor too
+    np.testing.assert_allclose(denoised_cepstra(louder, noise_floor(louder)), a, atol=1e-4)
+    # with the noise taken off, the source's frames have the cepstra of its own envelope
+    np.testing.assert_allclose(a[20:].mean(0), envelope @ cepstral_basis(64), atol=0.15)
+
+
+def test_level_free_removes_a_linear_dependence_on_energy():
+    from raydist.embedding.features import level_free
+
+    rng = np.random.default_rng(5)
+    energy = rng.normal(-3, 1, 50)
+    base = rng.normal(0, 1, (50, 4))
+    x = base + energy[:, None] * np.array([2.0, -1.0, 0.0, 0.5])
+    sound = np.ones(50, bool)
+    y = level_free(x, energy, sound)
+    e = energy - energy.mean()
+    assert np.abs((y - y.mean(0)).T @ e).max() < 1e-8  # no correlation with energy is left
+    np.testing.assert_allclose(level_free(base + 7.0, energy, sound).std(0), level_free(base, energy, sound).std(0))
+
+
+def test_sound_stands_above_the_noise_floor():
+    from raydist.embedding.features import active_frames, sound_threshold
+
+    energy = np.r_[np.full(30, -2.0), np.full(30, 0.0)]  # steady noise at -2, sound at 0 (8.7 dB above)
+    assert active_frames(energy).all()  # within 30 dB of the peak: all "active"
+    threshold = sound_threshold(energy, noise_margin_db=3.0)
+    assert threshold == pytest.approx(-2.0 + 3.0 * np.log(10) / 10)
+    assert list(energy > threshold) == [False] * 30 + [True] * 30
+    assert sound_threshold(energy) == pytest.approx(-6.9)  # no margin: the 30 dB rule alone
+    assert sound_threshold(energy, 3.0, floor=-9.0) == pytest.approx(-6.9)  # a floor far below changes nothing
+    steady = np.full(40, -1.0)  # no pauses: the clip's floor is its sound, and the margin is not used
+    assert (steady > sound_threshold(steady, 3.0)).all()
+
+
+def test_onset_is_the_first_mel_frame_half_way_up():
+    from raydist.config import FeatureConfig
+    from raydist.embedding.features import onset_s
+
+    mel = np.full(80, -11.0)
+    mel[43:] = -1.0  # the source starts at mel frame 43 (0.43 s); latent frames of 8 mel frames
+    mel[42] = -8.0  # a softer first frame, under half way from the threshold (-8.5) to the level (-1)
+    energy = mel.reshape(10, 8).mean(1)
+    assert onset_s(6, mel, energy, -8.5, 8, FeatureConfig()) == pytest.approx(0.43)
+    mel[42] = -3.0  # now above half way
+    assert onset_s(6, mel, energy, -8.5, 8, FeatureConfig()) == pytest.approx(0.42)
+
+
+def test_a_boundary_across_a_pause_sits_at_the_onset_or_in_the_middle():
+    from raydist.config import FeatureConfig, SegmentConfig
+    from raydist.embedding.features import clip_features
+
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal(12) * 3, rng.standard_normal(12) * 3
+    n = 60  # latent frames: A for 20, a pause of 10, B from frame 30
+    latents = rng.standard_normal((n, 8)) * 0.1
+    cepstra = np.concatenate([_source(rng, a, 20), np.zeros((10, 12)), _source(rng, b, 30)])
+    mel = np.full(n * 8, -11.5)
+    mel[:160] = -2.0
+    mel[237:] = -2.0  # B's first sound: mel frame 237, in latent frame 29 (a partial frame, joined to B)
+    energy = mel.reshape(n, 8).mean(1)
+    args = (latents, energy, n * 0.08, SegmentConfig(), 8, FeatureConfig(), cepstra)
+    onset = clip_features(*args, mel_energy=mel).segments
+    assert list(onset.start) == pytest.approx([0.0, 2.37]) and onset.end[0] == onset.start[1]
+    middle = clip_features(*args[:3], SegmentConfig(placement="middle"), *args[4:], mel_energy=mel).segments
+    assert list(middle.start) == pytest.approx([0.0, 24 * 0.08 - 0.005])  # silent frames 20-28: the middle is 24
+    with pytest.raises(ValueError, match="placement"):
+        SegmentConfig(placement="later")

@@ -110,13 +110,17 @@ def _next_source(sources: list[tuple[str, str, object]], prev, rng: np.random.Ge
     return others[int(rng.integers(len(others)))]
 
 
+def need_tools() -> None:
+    for tool in ("espeak-ng", "fluidsynth"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed: apt-get install espeak-ng fluidsynth fluid-soundfont-gm")
+
+
 def build(root: str, n_files: int, voices, programs, seed: int) -> tuple[str, str, str]:
     """Write n_files concatenations of 3-6 pieces under root/audio; return (manifest.csv,
     truth.csv with one row per piece: id, start_s, end_s, source; sources.csv: each piece alone,
     for training)."""
-    for tool in ("espeak-ng", "fluidsynth"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is not installed: apt-get install espeak-ng fluidsynth fluid-soundfont-gm")
+    need_tools()
     rng = np.random.default_rng(seed)
     sources = [("voice:" + v, g, v) for v, g in voices] + [(f"program:{p}", fam, p) for p, fam in programs]
     os.makedirs(os.path.join(root, "audio"), exist_ok=True)

@@ -165,6 +165,10 @@ def embed(
         SegmentConfig.cepstral_weight,
         help="segments/: weight of the spectral envelope (cepstra) beside the latents; 0 = latents only.",
     ),
+    placement: str = typer.Option(
+        SegmentConfig.placement,
+        help="segments/: where a boundary across a pause goes: 'onset' (the new source's first sound) or 'middle'.",
+    ),
     retry_errors: RetryErrors = False,
     address: Address = None,
     endpoint_url: EndpointUrl = None,
@@ -181,7 +185,7 @@ def embed(
             commit_every=commit_every,
             commit_seconds=commit_seconds,
         )
-        segments = SegmentConfig(merge_distance=merge_distance, cepstral_weight=cepstral_weight)
+        segments = SegmentConfig(merge_distance=merge_distance, cepstral_weight=cepstral_weight, placement=placement)
     if (model is None) == (encoder is None):
         fail("give --model CKPT (raydist's VAE) or --encoder MODULE (a HEAR-API model), one of the two")
     if weights and not encoder:

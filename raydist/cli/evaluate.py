@@ -66,7 +66,9 @@ def segment_eval(
     out: str = typer.Option(..., "--out", help="Directory for segments.json and a novelty picture."),
     baseline: bool = typer.Option(True, help="Also score novelty on raw log-mel."),
 ) -> None:
-    """Boundary P/R/F at 0.5 s and 0.25 s of events and source segments, with the run's own settings."""
+    """Boundary P/R/F at 0.5 s and 0.25 s of events and source segments, with the run's own
+    settings, and the mean signed offset of the boundaries matched within 0.5 s (negative: they
+    come before the truth)."""
     from raydist.eval.segments import run_segment_eval
 
     check_local_inputs([embeddings], truth=truth)
@@ -76,8 +78,9 @@ def segment_eval(
     for name in ("events", "segments", "logmel_novelty"):
         if name in report:
             r = report[name]
+            offset = "" if r["offset_s"] is None else f"  mean offset {r['offset_s'] * 1000:+.0f} ms"
             typer.echo(
                 f"{name:15s} {r['boundaries']} boundaries  F@0.5s {r['0.5s']['f_measure']:.3f}  "
-                f"F@0.25s {r['0.25s']['f_measure']:.3f}"
+                f"F@0.25s {r['0.25s']['f_measure']:.3f}{offset}"
             )
     typer.echo(f"raydist: {report['clips']} clips; wrote {out}/segments.json and {', '.join(report['pictures'])}")

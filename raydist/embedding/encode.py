@@ -19,16 +19,15 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from torchaudio.functional import create_dct
 
 from raydist.audio.errors import TooShortError
 from raydist.audio.features import num_frames
+from raydist.embedding.features import cepstral_basis
 from raydist.model.checkpoint import LoadedModel
 from raydist.model.vae import AudioVAE, receptive_field
 
 CHUNK_LATENTS = 750  # latent frames encoded at once (60 s at 12.5 fps): bounds memory
-N_CEPSTRA = 12  # cepstral coefficients c1..c12 kept per latent frame (c0 is the energy)
-FIELDS = ("mean", "logvar", "energy", "cepstra", "early")
+FIELDS = ("mean", "logvar", "energy", "cepstra", "early", "mel_energy", "bands")
 
 
 @dataclass
@@ -38,6 +37,8 @@ class Latents:
     energy: np.ndarray  # (L,) mean log-mel per latent frame: an activity measure
     cepstra: np.ndarray  # (L, N_CEPSTRA) DCT-II (ortho) coefficients c1.. of the mean log-mel per latent frame
     early: np.ndarray  # (L, hidden) the encoder's first stage (mel frame rate) averaged over each latent frame
+    mel_energy: np.ndarray | None = None  # (T,) mean log-mel per mel frame: where a source's sound begins
+    bands: np.ndarray | None = None  # (L, n_mels) log-mel averaged over each latent frame (energy: their mean)
 
 
 @lru_cache(maxsize=8)
@@ -58,15 +59,16 @@ def timestamps_s(m: LoadedModel, n_latents: int) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _dct(n_mels: int) -> torch.Tensor:
-    return create_dct(N_CEPSTRA + 1, n_mels, norm="ortho")[:, 1:]  # (n_mels, N_CEPSTRA): c1..
+    return torch.from_numpy(cepstral_basis(n_mels))  # (n_mels, N_CEPSTRA): c1..
 
 
-def _pool(logmel: torch.Tensor, d: int, n_latents: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, n_mels, T) log-mel -> energy (B, L) and cepstra (B, L, N_CEPSTRA) of the log-mel
-    averaged over each latent frame's d mel frames (the last frame repeated to fill the end)."""
+def _pool(logmel: torch.Tensor, d: int, n_latents: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, n_mels, T) log-mel -> energy (B, L), cepstra (B, L, N_CEPSTRA) and bands (B, L, n_mels)
+    of the log-mel averaged over each latent frame's d mel frames (the last frame repeated to
+    fill the end)."""
     x = torch.nn.functional.pad(logmel, (0, n_latents * d - logmel.shape[-1]), mode="replicate")
     bands = x.reshape(*x.shape[:2], n_latents, d).mean(-1).transpose(1, 2)  # (B, L, n_mels)
-    return bands.mean(-1), bands @ _dct(bands.shape[-1]).to(bands)
+    return bands.mean(-1), bands @ _dct(bands.shape[-1]).to(bands), bands
 
 
 def _device(m: LoadedModel) -> torch.device:
@@ -78,8 +80,16 @@ def encode_equal(m: LoadedModel, waves: torch.Tensor) -> list[Latents]:
     """Encode a (B, N) batch of equal-length waveforms in one forward pass."""
     logmel = m.logmel(waves.to(_device(m), non_blocking=True))  # (B, n_mels, T)
     mean, logvar, early = m.vae.encode_early(logmel)  # (B, D, L), (B, D, L), (B, hidden, L)
-    energy, cepstra = _pool(logmel, m.vae.cfg.downsample, mean.shape[-1])
-    per_clip = (mean.transpose(1, 2), logvar.transpose(1, 2), energy, cepstra, early.transpose(1, 2))
+    energy, cepstra, bands = _pool(logmel, m.vae.cfg.downsample, mean.shape[-1])
+    per_clip = (
+        mean.transpose(1, 2),
+        logvar.transpose(1, 2),
+        energy,
+        cepstra,
+        early.transpose(1, 2),
+        logmel.mean(1),
+        bands,
+    )
     return [Latents(*(t[i].float().cpu().numpy() for t in per_clip)) for i in range(len(waves))]
 
 
@@ -96,9 +106,10 @@ def encode_long(m: LoadedModel, wave: torch.Tensor, chunk: int = CHUNK_LATENTS) 
         a, b = max(0, j0 - ctx), min(n_lat, j1 + ctx)
         logmel = m.logmel.frames(wave, a * d, min(n_mel, b * d))[None]  # (1, n_mels, <= (b - a) d)
         mean, logvar, early = m.vae.encode_early(logmel)
-        energy, cepstra = _pool(logmel, d, mean.shape[-1])
-        keep = slice(j0 - a, j1 - a)
+        energy, cepstra, bands = _pool(logmel, d, mean.shape[-1])
+        keep, mel = slice(j0 - a, j1 - a), slice((j0 - a) * d, (j1 - a) * d)
         pieces = (mean[0, :, keep].T, logvar[0, :, keep].T, energy[0, keep], cepstra[0, keep], early[0, :, keep].T)
+        pieces += (logmel[0].mean(0)[mel], bands[0, keep])
         parts.append(Latents(*(t.float().cpu().numpy() for t in pieces)))
     return Latents(*(np.concatenate([getattr(p, k) for p in parts]) for k in FIELDS))
 

@@ -8,6 +8,7 @@ latents alone blur them (measured in `bench/bench_quality.py`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,6 +20,15 @@ class Segment:
     start: int  # first latent frame
     stop: int  # one past the last latent frame
     score: float  # novelty at the segment's opening boundary (0 for the first segment)
+
+
+class Cut(NamedTuple):
+    """A boundary between sources: the latent frame that begins the new source's region, the
+    Ward distance of the regions it separates, and whether a pause comes before it."""
+
+    frame: int
+    distance: float
+    after_pause: bool
 
 
 def novelty(x: np.ndarray, half_width: int) -> np.ndarray:
@@ -111,14 +121,19 @@ def source_boundaries(
     threshold: float,
     merge: float,
     weights: np.ndarray | None = None,
-) -> list[tuple[int, float]]:
-    """Boundaries between regions of one source in a (L, D) sequence, as (frame, Ward distance).
+    middle: bool = False,
+    min_size: int = 1,
+) -> list[Cut]:
+    """Boundaries between regions of one source in a (L, D) sequence.
 
     Regions start as the runs of active frames; long-window novelty over the active frames only
     (silence skipped, each dimension standardised over them, then scaled by its entry in
     `weights`, default 1) splits runs where the source changes without a pause. Adjacent regions
-    (across pauses) are then merged, closest first, while their Ward distance is below `merge`.
-    A boundary across a pause sits in the middle of the pause. Regions are kept as sums and
+    (across pauses) are then merged, closest first, while their Ward distance is below `merge`;
+    a region of fewer than `min_size` sound frames is merged into a neighbour first (the one it
+    touches without a pause, else the closer).
+    A boundary across a pause is the new source's first active frame (`middle`: the middle of
+    the pause, where earlier raydist put it). Regions are kept as sums and
     sizes, and a merge recomputes only its two neighbouring distances, so an hour of audio with
     thousands of pauses takes well under a second."""
     runs = active_runs(active)
@@ -143,8 +158,12 @@ def source_boundaries(
     sizes = list(np.diff(np.append(first, len(z))).astype(float))
     gaps = [_ward(sums[k], sizes[k], sums[k + 1], sizes[k + 1]) for k in range(len(bounds) - 1)]
     while gaps:
-        k = int(np.argmin(gaps))
-        if gaps[k] >= merge:
+        # a region of fewer than min_size sound frames (a partial frame at an onset, a click)
+        # joins a neighbour whatever the distance: the one it touches, else the closer
+        small = [sizes[k] < min_size or sizes[k + 1] < min_size for k in range(len(gaps))]
+        pause = [bounds[k + 1][0] - bounds[k][1] for k in range(len(gaps))]
+        k = int(np.argmin([g + 1e3 * p - 1e9 if s else g for g, s, p in zip(gaps, small, pause)]))
+        if gaps[k] >= merge and not small[k]:
             break
         bounds[k : k + 2] = [(bounds[k][0], bounds[k + 1][1])]
         sums[k : k + 2] = [sums[k] + sums[k + 1]]
@@ -157,6 +176,6 @@ def source_boundaries(
     out = []
     for k in range(len(bounds) - 1):
         (_, stop), (start, _) = bounds[k], bounds[k + 1]
-        j = (stop + start) // 2 if start > stop else start
-        out.append((int(j), _ward(sums[k], sizes[k], sums[k + 1], sizes[k + 1])))
+        j = (stop + start) // 2 if start > stop and middle else start
+        out.append(Cut(int(j), _ward(sums[k], sizes[k], sums[k + 1], sizes[k + 1]), start > stop))
     return out

@@ -7,17 +7,27 @@ from __future__ import annotations
 import numpy as np
 
 
-def match_count(reference: np.ndarray, estimated: np.ndarray, window: float) -> int:
-    """Greedy one-to-one matching of the closest pairs within +-window seconds."""
+def matches(reference, estimated, window: float) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching of the closest pairs within +-window seconds: (i, j) pairs of
+    reference and estimated indices."""
     pairs = sorted(
         (abs(r - e), i, j) for i, r in enumerate(reference) for j, e in enumerate(estimated) if abs(r - e) <= window
     )
-    used_r, used_e, hits = set(), set(), 0
+    used_r, used_e, out = set(), set(), []
     for _, i, j in pairs:
         if i not in used_r and j not in used_e:
             used_r.add(i), used_e.add(j)
-            hits += 1
-    return hits
+            out.append((i, j))
+    return out
+
+
+def match_count(reference: np.ndarray, estimated: np.ndarray, window: float) -> int:
+    return len(matches(reference, estimated, window))
+
+
+def signed_offsets(reference, estimated, window: float) -> list[float]:
+    """Estimated minus reference time of each matched pair (negative: the boundary is early)."""
+    return [float(estimated[j] - reference[i]) for i, j in sorted(matches(reference, estimated, window))]
 
 
 def boundary_scores(reference, estimated, window: float) -> dict[str, float]:

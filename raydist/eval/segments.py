@@ -16,7 +16,7 @@ from raydist.audio import LogMel, decode
 from raydist.config import FeatureConfig, SegmentConfig
 from raydist.embedding.segmentation import boundary_s, segment
 from raydist.eval import plots
-from raydist.eval.boundaries import boundary_scores
+from raydist.eval.boundaries import boundary_scores, signed_offsets
 from raydist.eval.settings import RunSettings, run_settings
 from raydist.io.store import read_table
 
@@ -78,7 +78,8 @@ def _boundaries(embeddings: str, table: str, durations: dict[str, float]) -> dic
 
 
 def _scores(reference: dict[str, list[float]], estimated: dict[str, list[float]]) -> dict:
-    """Mean P/R/F over clips at each window, and the boundary counts."""
+    """Mean P/R/F over clips at each window, the boundary counts, and the mean signed offset of
+    the boundaries matched within 0.5 s (negative: early)."""
     out: dict = {
         f"{w}s": {
             k: float(np.mean([boundary_scores(reference[c], est, w)[k] for c, est in estimated.items()]))
@@ -87,6 +88,8 @@ def _scores(reference: dict[str, list[float]], estimated: dict[str, list[float]]
         for w in WINDOWS
     }
     out["boundaries"] = sum(len(v) for v in estimated.values())
+    offsets = [o for c, est in estimated.items() for o in signed_offsets(reference[c], est, WINDOWS[0])]
+    out["offset_s"] = float(np.mean(offsets)) if offsets else None
     return out
 
 

@@ -30,6 +30,9 @@ def upgrade_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
         manifest = {**manifest, **split_embed_config(manifest["embed_config"])}
     if "segment_config" in manifest and "cepstral_weight" not in manifest["segment_config"]:
         manifest = {**manifest, "segment_config": {**manifest["segment_config"], "cepstral_weight": 0.0}}
+    if "segment_config" in manifest and "placement" not in manifest["segment_config"]:  # before onsets
+        old = {"placement": "middle", "noise_margin_db": 0.0}
+        manifest = {**manifest, "segment_config": {**manifest["segment_config"], **old}}
     return manifest
 
 

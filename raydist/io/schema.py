@@ -95,16 +95,17 @@ SEGMENTS = pa.schema(
         _f(
             "start_s",
             pa.float64(),
-            "segment start, seconds (segments tile the clip; a pause between sources is split in two)",
+            "segment start, seconds (segments tile the clip; after a pause, the new source's onset)",
         ),
         _f("end_s", pa.float64(), "segment end, seconds"),
         _f(
             "boundary_score",
             pa.float32(),
-            "Ward distance to the previous segment over standardised latents and cepstra (0 for the first)",
+            "Ward distance to the previous segment over standardised level-free latents and denoised cepstra "
+            "(0 for the first)",
         ),
-        _f("active_fraction", pa.float32(), "share of the segment's frames above the silence threshold"),
-        _f("embedding", pa.list_(pa.float32()), "mean latent over the segment's active frames (all frames if none)"),
+        _f("active_fraction", pa.float32(), "share of the segment's frames that are sound (above silence and noise)"),
+        _f("embedding", pa.list_(pa.float32()), "mean latent over the segment's sound frames (all frames if none)"),
     ]
 )
 

@@ -60,7 +60,16 @@ class EncodeBatch:
     def _features(self, lat: Latents, duration_s: float):
         m = self.m
         return clip_features(
-            lat.mean, lat.energy, duration_s, self.segments, m.vae.cfg.downsample, m.features, lat.cepstra, lat.early
+            lat.mean,
+            lat.energy,
+            duration_s,
+            self.segments,
+            m.vae.cfg.downsample,
+            m.features,
+            lat.cepstra,
+            lat.early,
+            mel_energy=lat.mel_energy,
+            bands=lat.bands,
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
