@@ -105,6 +105,18 @@ def segment_times(clips: dict, cfg: SegmentConfig, features: FeatureConfig, down
     return out
 
 
+def two_part_rates(clips: list, model: str) -> dict:
+    """Share of the two-part clips (`varied.two_part_clips`) each case gets right with a model and
+    the shipped SegmentConfig, through the pipeline's encoder and clip_features."""
+    m = load_model(model)
+    got = collections.defaultdict(list)
+    for case, wave, expect in clips:
+        lat = encode_many(m, [wave])[0]
+        found = segment_times({"c": (lat, len(wave) / m.features.sample_rate)}, SegmentConfig(), m.features, 8)["c"]
+        got[case].append(varied.right(expect, found))
+    return {case: float(np.mean(v)) for case, v in got.items()}
+
+
 def mfcc_anchor(manifest: str, features: FeatureConfig) -> dict:
     """Per clip: (MFCC c1-c12 at the mel frame rate, standardised over active frames; the
     active frames' indices): the anchor's input, independent of any model."""
@@ -199,6 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m bench segments", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--files", type=int, default=60, help="files per set")
+    ap.add_argument("--pairs", type=int, default=12, help="random two-part clips of each case")
     args = ap.parse_args(argv)
     from raydist.cluster.session import init_ray
     from raydist.pipeline.embed import embed
@@ -209,6 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
         "joined-held": joined.build(f"{root}/held", args.files, joined.HELD_VOICES, joined.HELD_PROGRAMS, seed=1),
         "varied": varied.build(f"{root}/varied", args.files, seed=2),
     }
+    os.makedirs(f"{root}/pairs")
+    pairs = varied.two_part_clips(f"{root}/pairs", args.pairs, seed=3)
     init_ray()
     features = FeatureConfig()
     sets = {}
@@ -217,11 +232,15 @@ def main(argv: list[str] | None = None) -> dict:
         sets[name]["joins"] = joins_of(truth, extra if name == "varied" else None)
         sets[name]["anchor"] = mfcc_anchor(manifest, features)
     shipped: dict = collections.defaultdict(list)
+    rates: dict = collections.defaultdict(list)
     for seed in args.seeds:
         models = {
             "joined": train_local([built["joined-tune"][2]], f"{root}/ckpt-joined-{seed}", TrainConfig(seed=seed)),
             "varied": train_local([built["varied"][0]], f"{root}/ckpt-varied-{seed}", TrainConfig(seed=seed)),
         }
+        for model in models.values():
+            for case, share in two_part_rates(pairs, model).items():
+                rates[case].append(share)
         for name, s in sets.items():
             model = models[name.split("-")[0]]
             s["clips"][seed] = latents(model, s["manifest"])
@@ -244,6 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     summary["segment_config"] = SegmentConfig().to_dict()
     summary["cross"] = cross(sets, args.seeds)
+    summary["two_part"] = {"clips_per_case": args.pairs, "right": dict(rates)}
     print(render(summary))
     return summary
 
@@ -292,9 +312,22 @@ def render(result: dict) -> str:
                     f"{1000 * np.mean(offset):+.0f}" if offset else "–",
                 ]
             )
+    tp = result["two_part"]
+    out.append(
+        f"Two-part clips ({tp['clips_per_case']} of each case, random voices, words and programs of both corpora; "
+        "shipped settings; each seed's two models): share right, mean (range). Right: two voices with a 1 s pause, "
+        "one boundary within 50 ms of the second voice's onset; one voice saying two words with a 0.6 s pause, none; "
+        "two programs crossfaded over 200 ms, one boundary inside the fade; one source's material twice 12 dB apart, "
+        "none (and twice at one level, the control, none)."
+    )
+    out.append(table(["case", "right"], [[case, _f(_spread(v), 2)] for case, v in tp["right"].items()]))
     out.append("Through `raydist embed` + `raydist segment-eval` (shipped settings):")
     out.append(table(["set", "method", "F@0.5 s", "F@0.25 s", "found / true", "offset ms"], rows))
     return "\n\n".join(out)
+
+
+def _spread(v: list[float]) -> tuple[float, float, float]:
+    return float(np.mean(v)), float(min(v)), float(max(v))
 
 
 def _mean_f(v: list[dict]) -> float:

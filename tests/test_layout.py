@@ -100,8 +100,13 @@ def test_an_old_manifest_upgrades_to_the_split_configs():
         rows_per_file=100, dtype="float32", keep_logvar=True
     )
     assert SegmentConfig.from_dict(new["segment_config"]) == SegmentConfig(
-        novelty_s=0.5, novelty_threshold=1.5, activity_weight=0.0, cepstral_weight=0.0
-    )
+        novelty_s=0.5,
+        novelty_threshold=1.5,
+        activity_weight=0.0,
+        cepstral_weight=0.0,
+        noise_margin_db=0.0,
+        placement="middle",
+    )  # what runs before the cepstra, the noise floor and onsets did
 
 
 def test_a_schema_1_output_still_reads(tmp_path):
@@ -134,4 +139,5 @@ def test_a_schema_1_output_still_reads(tmp_path):
     assert clips.column("id").to_pylist() == ["a.wav"] and "n_events" not in clips.column_names
     events = read_table(str(tmp_path), "events")
     assert events.num_rows == 0 and events.schema.equals(EVENTS)
-    assert run_settings(str(tmp_path)).segments == SegmentConfig(novelty_s=0.5, cepstral_weight=0.0)
+    old = SegmentConfig(novelty_s=0.5, cepstral_weight=0.0, noise_margin_db=0.0, placement="middle")
+    assert run_settings(str(tmp_path)).segments == old

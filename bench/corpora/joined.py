@@ -39,7 +39,7 @@ TUNE_PROGRAMS = (
 HELD_PROGRAMS = ((1, "piano"), (25, "guitar"), (42, "strings"), (57, "brass"), (71, "reed"), (74, "pipe"))
 
 
-def _trim(x: np.ndarray, keep_s: float = 0.03, floor: float = 0.01) -> np.ndarray:
+def trim(x: np.ndarray, keep_s: float = 0.03, floor: float = 0.01) -> np.ndarray:
     """Cut leading and trailing silence to at most keep_s: a piece's sound begins near its join."""
     loud = np.flatnonzero(np.abs(x) > floor * max(1e-6, float(np.abs(x).max())))
     if not len(loud):
@@ -57,7 +57,7 @@ def speech_piece(voice: str, word: str, rng: np.random.Generator, tmp: str) -> n
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", path, word], check=True)
         if k:
             parts.append(np.zeros(int(rng.uniform(0.1, 0.4) * RATE), np.float32))
-        parts.append(_trim(decode(path, RATE)[0]))
+        parts.append(trim(decode(path, RATE)[0]))
     return np.concatenate(parts)
 
 
@@ -98,7 +98,7 @@ def instrument_piece(program: int, rng: np.random.Generator, tmp: str) -> np.nda
         ["fluidsynth", "-ni", "-g", "0.8", "-r", str(RATE), "-F", wav, SOUNDFONT, mid], check=True, capture_output=True
     )
     x = decode(wav, RATE)[0]
-    return _trim(x / max(1e-6, float(np.abs(x).max())) * 0.5)
+    return trim(x / max(1e-6, float(np.abs(x).max())) * 0.5)
 
 
 def _next_source(sources: list[tuple[str, str, object]], prev, rng: np.random.Generator):
@@ -146,10 +146,16 @@ def build(root: str, n_files: int, voices, programs, seed: int) -> tuple[str, st
                 prev = src
             sf.write(os.path.join(root, "audio", f"{cid}.wav"), np.concatenate(parts), RATE, subtype="PCM_16")
             rows.append({"id": cid, "uri": f"audio/{cid}.wav"})
-    out = [os.path.join(root, n) for n in ("manifest.csv", "truth.csv", "sources.csv")]
-    for path, table in zip(out, (rows, truth, pieces)):
-        with open(path, "w", newline="") as f:
+    return write_csvs(root, {"manifest.csv": rows, "truth.csv": truth, "sources.csv": pieces})
+
+
+def write_csvs(root: str, tables: dict[str, list[dict]]) -> tuple[str, ...]:
+    """Each list of rows as a CSV under root; their paths, in order."""
+    out = []
+    for name, table in tables.items():
+        out.append(os.path.join(root, name))
+        with open(out[-1], "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(table[0]))
             w.writeheader()
             w.writerows(table)
-    return out[0], out[1], out[2]
+    return tuple(out)

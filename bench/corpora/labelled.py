@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import soundfile as sf
 
-from bench.corpora.joined import RATE, _trim, instrument_piece
+from bench.corpora.joined import RATE, instrument_piece, trim
 
 WORDS = ("yes", "no", "stop", "go", "left", "right", "seven", "zero", "morning", "water")
 VOICES = {
@@ -50,7 +50,7 @@ def _say(voice: str, word: str, speed: int, pitch: int, path: str) -> None:
     x, rate = sf.read(path, dtype="float32")
     from raydist.audio import resample
 
-    sf.write(path, _trim(resample(x, rate, RATE)), RATE, subtype="PCM_16")
+    sf.write(path, trim(resample(x, rate, RATE)), RATE, subtype="PCM_16")
 
 
 def _play(program: int, seed: int, path: str) -> None:

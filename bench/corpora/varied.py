@@ -12,14 +12,29 @@ fluid-soundfont-gm`.
 
 from __future__ import annotations
 
-import csv
 import os
+import subprocess
 import tempfile
 
 import numpy as np
 import soundfile as sf
 
-from bench.corpora.joined import RATE, instrument_piece, need_tools, speech_piece
+from bench.corpora.joined import (
+    HELD_PROGRAMS,
+    HELD_VOICES,
+    RATE,
+    SOUNDFONT,
+    TUNE_PROGRAMS,
+    TUNE_VOICES,
+    _midi,
+    instrument_piece,
+    need_tools,
+    speech_piece,
+    trim,
+    write_csvs,
+)
+from bench.corpora.joined import WORDS as JOINED_WORDS
+from raydist.audio import decode
 
 VOICES = (
     ("en-gb-x-rp+m4", "male"),
@@ -137,10 +152,93 @@ def build(root: str, n_files: int = 60, seed: int = 2) -> tuple[str, str, str]:
             y = y * (0.9 / peak) if peak > 0.9 else y
             sf.write(os.path.join(root, "audio", f"{cid}.wav"), y, RATE, subtype="PCM_16")
             rows.append({"id": cid, "uri": f"audio/{cid}.wav"})
-    out = [os.path.join(root, n) for n in ("manifest.csv", "truth.csv", "joins.csv")]
-    for path, table in zip(out, (rows, truth, joins)):
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(table[0]))
-            w.writeheader()
-            w.writerows(table)
-    return out[0], out[1], out[2]
+    return write_csvs(root, {"manifest.csv": rows, "truth.csv": truth, "joins.csv": joins})
+
+
+# -- two-part clips: the four cases source segments must get right ---------------------------------
+
+
+def onset(x: np.ndarray) -> int:
+    """First sample above 1% of the peak (-40 dB): where a sound begins."""
+    return int(np.flatnonzero(np.abs(x) > 0.01 * np.abs(x).max())[0])
+
+
+def say(tmp: str, voice: str, text: str, pitch: int = 50) -> np.ndarray:
+    """`text` said by an espeak-ng voice at 150 words a minute, silence trimmed to 20 ms."""
+    path = os.path.join(tmp, "say.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", "150", "-w", path, text], check=True)
+    return trim(decode(path, RATE)[0], keep_s=0.02)
+
+
+def play(tmp: str, program: int, pitches: list[int], note_s: float = 0.4) -> np.ndarray:
+    """A legato phrase of a General MIDI program through fluidsynth, peak 0.5."""
+    mid, wav = os.path.join(tmp, "p.mid"), os.path.join(tmp, "p.wav")
+    with open(mid, "wb") as f:
+        f.write(_midi(program, [(p, note_s, 0.0) for p in pitches]))
+    cmd = ["fluidsynth", "-ni", "-g", "0.8", "-r", str(RATE), "-F", wav, SOUNDFONT, mid]
+    subprocess.run(cmd, check=True, capture_output=True)
+    x = decode(wav, RATE)[0]
+    return trim(x / np.abs(x).max() * 0.5, keep_s=0.02)
+
+
+def crossfade(a: np.ndarray, b: np.ndarray, seconds: float) -> tuple[np.ndarray, float, float]:
+    """a fading out as b fades in (linear, over `seconds`): the clip and the fade's start and end."""
+    fade = int(seconds * RATE)
+    ramp = np.linspace(0, 1, fade, dtype=np.float32)
+    y = np.zeros(len(a) + len(b) - fade, np.float32)
+    y[: len(a)] += a * np.r_[np.ones(len(a) - fade, np.float32), 1 - ramp]
+    y[len(a) - fade :] += b * np.r_[ramp, np.ones(len(b) - fade, np.float32)]
+    return y, (len(a) - fade) / RATE, len(a) / RATE
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), np.float32)
+
+
+CASES = ("two voices, 1 s pause", "one voice, two words", "two programs, crossfade", "12 dB jump", "no jump")
+
+
+def two_part_clips(tmp: str, n: int, seed: int) -> list[tuple[str, np.ndarray, tuple]]:
+    """n random clips of each case in CASES, from every voice, program and word of both corpora:
+    (case, clip, what is right: ("at", onset_s) one boundary within 50 ms; ("inside", a, b) one
+    boundary in [a, b]; ("none",) no boundary). A jump clip is one source's material twice, 12 dB
+    apart; its control is the same material twice at one level."""
+    need_tools()
+    rng = np.random.default_rng(seed)
+    voices = TUNE_VOICES + HELD_VOICES + VOICES
+    programs = [p for p, _ in TUNE_PROGRAMS + HELD_PROGRAMS + PROGRAMS]
+    words = JOINED_WORDS + WORDS
+
+    def pick(seq):
+        return seq[int(rng.integers(len(seq)))]
+
+    def phrase() -> list[int]:
+        centre = int(rng.integers(52, 72))
+        return [centre + int(rng.integers(-7, 8)) for _ in range(6)]
+
+    out = []
+    for i in range(n):
+        men, women = [v for v, g in voices if g == "male"], [v for v, g in voices if g == "female"]
+        a, b = (pick(men), pick(women)) if i % 2 else (pick(women), pick(men))
+        first, second = say(tmp, a, ", ".join([pick(words)] * 3)), say(tmp, b, ", ".join([pick(words)] * 2))
+        at = (len(first) + RATE + onset(second)) / RATE
+        out.append((CASES[0], np.concatenate([first, silence(1.0), second]), ("at", at)))
+        voice, (w1, w2) = pick(voices)[0], rng.choice(words, 2, replace=False)
+        two = [say(tmp, voice, f"{w}, {w}") for w in (w1, w2)]
+        out.append((CASES[1], np.concatenate([two[0], silence(0.6), two[1]]), ("none",)))
+        p, q = rng.choice(programs, 2, replace=False)
+        y, start, end = crossfade(play(tmp, int(p), phrase()), play(tmp, int(q), phrase()), 0.2)
+        out.append((CASES[2], y, ("inside", start, end)))
+        x = play(tmp, pick(programs), phrase()) if i % 2 else say(tmp, pick(voices)[0], ", ".join([pick(words)] * 3))
+        quiet = x * np.float32(10 ** (-12 / 20))
+        out.append((CASES[3], np.concatenate([x, quiet] if i % 4 < 2 else [quiet, x]), ("none",)))
+        out.append((CASES[4], np.concatenate([x, x]), ("none",)))
+    return out
+
+
+def right(expect: tuple, found: list[float]) -> bool:
+    if expect[0] == "none":
+        return not found
+    if expect[0] == "at":
+        return len(found) == 1 and abs(found[0] - expect[1]) <= 0.05
+    return len(found) == 1 and expect[1] <= found[0] <= expect[2]

@@ -156,18 +156,30 @@ def source_boundaries(
     first = np.array([position[a] for a, _ in bounds])  # each region's first row in z
     sums = [row for row in np.add.reduceat(z, first, axis=0)]  # z rows of a region are contiguous
     sizes = list(np.diff(np.append(first, len(z))).astype(float))
-    gaps = [_ward(sums[k], sizes[k], sums[k + 1], sizes[k + 1]) for k in range(len(bounds) - 1)]
-    while gaps:
-        # a region of fewer than min_size sound frames (a partial frame at an onset, a click)
-        # joins a neighbour whatever the distance: the one it touches, else the closer
-        small = [sizes[k] < min_size or sizes[k + 1] < min_size for k in range(len(gaps))]
-        pause = [bounds[k + 1][0] - bounds[k][1] for k in range(len(gaps))]
-        k = int(np.argmin([g + 1e3 * p - 1e9 if s else g for g, s, p in zip(gaps, small, pause)]))
-        if gaps[k] >= merge and not small[k]:
-            break
+
+    def join(k: int) -> None:  # regions k and k + 1 become one
         bounds[k : k + 2] = [(bounds[k][0], bounds[k + 1][1])]
         sums[k : k + 2] = [sums[k] + sums[k + 1]]
         sizes[k : k + 2] = [sizes[k] + sizes[k + 1]]
+
+    # a region of fewer than min_size sound frames (a partial frame at an onset, a click) joins a
+    # neighbour first, whatever the distance: the one it touches without a pause, else the closer
+    k = 0
+    while len(bounds) > 1 and k < len(bounds):
+        if sizes[k] >= min_size:
+            k += 1
+            continue
+        sides = [s for s in (k - 1, k + 1) if 0 <= s < len(bounds)]
+        pause = {s: max(bounds[s][0], bounds[k][0]) - min(bounds[s][1], bounds[k][1]) for s in sides}
+        side = min(sides, key=lambda s: (pause[s] > 0, _ward(sums[s], sizes[s], sums[k], sizes[k])))
+        join(min(k, side))
+        k = min(k, side)
+    gaps = [_ward(sums[k], sizes[k], sums[k + 1], sizes[k + 1]) for k in range(len(bounds) - 1)]
+    while gaps:
+        k = int(np.argmin(gaps))
+        if gaps[k] >= merge:
+            break
+        join(k)
         del gaps[k]
         if k > 0:
             gaps[k - 1] = _ward(sums[k - 1], sizes[k - 1], sums[k], sizes[k])
