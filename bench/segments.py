@@ -56,13 +56,15 @@ GRID = {
     "source_novelty_s": (0.5, 0.75),
     "merge_distance": (2.6, 2.8, 3.0, 3.2, 3.4, 3.6, 3.9, 4.2, 4.5),
     "cepstral_weight": (2.0, 3.0),
-    "noise_margin_db": (3.0, 6.0),
+    "n_cepstra": (6, 8, 12),
+    "noise_margin_db": (3.0,),
 }
 BEFORE = SegmentConfig(  # the settings raydist shipped before this benchmark's second corpus
     source_novelty_s=0.75,
     source_threshold=1.0,
     merge_distance=1.8,
     cepstral_weight=1.0,
+    n_cepstra=12,
     noise_margin_db=0.0,
     placement="middle",
 )

@@ -275,9 +275,9 @@ class SegmentConfig(Config):
     are merged, closest first, while their Ward distance (size-weighted distance of their mean
     standardised features) is below merge_distance, so a pause inside one source is no boundary.
     The features are the latents less their linear dependence on the frame energy (a level
-    change is no change of source) and 12 cepstral coefficients of the log-mel with each band's
-    noise floor subtracted (the spectral envelope, which tells voices apart better than the
-    latents do), weighted by cepstral_weight. Sound is within 30 dB of the clip's peak and
+    change is no change of source) and n_cepstra cepstral coefficients of the log-mel with each
+    band's noise floor subtracted (the spectral envelope, which tells voices apart better than
+    the latents do), weighted by cepstral_weight. Sound is within 30 dB of the clip's peak and
     noise_margin_db above its noise floor. A boundary across a pause is placed at the new
     source's onset (found at the mel frame rate), or with placement "middle" in the middle of
     the pause."""
@@ -287,15 +287,18 @@ class SegmentConfig(Config):
     novelty_threshold: float = 1.0  # events: peaks must exceed median + threshold * MAD of the novelty curve
     activity_weight: float = 1.0  # events: weight of the energy channel in the novelty curve (0 = latents only)
     source_novelty_s: float = 0.5  # segments: half-width of the novelty window over active frames, seconds
-    source_threshold: float = 1.0  # segments: split peaks must exceed median + threshold * MAD
-    merge_distance: float = 3.0  # segments: merge adjacent regions whose Ward distance is below this
-    cepstral_weight: float = 2.0  # segments: weight of each standardised cepstral coefficient (0 = latents only)
+    source_threshold: float = 2.0  # segments: split peaks must exceed median + threshold * MAD
+    merge_distance: float = 3.2  # segments: merge adjacent regions whose Ward distance is below this
+    cepstral_weight: float = 3.0  # segments: weight of each standardised cepstral coefficient (0 = latents only)
+    n_cepstra: int = 8  # segments: cepstral coefficients c1..cn of the denoised log-mel (at most 12 without it)
     noise_margin_db: float = 3.0  # segments: sound stands this far above the clip's noise floor (0 = no floor)
     placement: str = "onset"  # segments: a boundary across a pause at the new source's onset, or "middle" of the pause
 
     def __post_init__(self) -> None:
         if self.novelty_s <= 0 or self.min_segment_s <= 0 or self.activity_weight < 0 or self.source_novelty_s <= 0:
             raise ValueError(f"window lengths must be > 0 and activity_weight >= 0: {self}")
+        if not 1 <= self.n_cepstra <= 30:
+            raise ValueError(f"n_cepstra must be 1-30, got {self.n_cepstra}")
         if self.placement not in ("onset", "middle"):
             raise ValueError(f"placement must be 'onset' or 'middle', got {self.placement!r}")
         for name in ("merge_distance", "cepstral_weight", "noise_margin_db"):

@@ -106,6 +106,7 @@ def test_an_old_manifest_upgrades_to_the_split_configs():
         cepstral_weight=0.0,
         noise_margin_db=0.0,
         placement="middle",
+        n_cepstra=12,
     )  # what runs before the cepstra, the noise floor and onsets did
 
 
@@ -139,5 +140,5 @@ def test_a_schema_1_output_still_reads(tmp_path):
     assert clips.column("id").to_pylist() == ["a.wav"] and "n_events" not in clips.column_names
     events = read_table(str(tmp_path), "events")
     assert events.num_rows == 0 and events.schema.equals(EVENTS)
-    old = SegmentConfig(novelty_s=0.5, cepstral_weight=0.0, noise_margin_db=0.0, placement="middle")
+    old = SegmentConfig(novelty_s=0.5, cepstral_weight=0.0, noise_margin_db=0.0, placement="middle", n_cepstra=12)
     assert run_settings(str(tmp_path)).segments == old

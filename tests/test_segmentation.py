@@ -196,3 +196,5 @@ def test_a_boundary_across_a_pause_sits_at_the_onset_or_in_the_middle():
     assert list(middle.start) == pytest.approx([0.0, 24 * 0.08 - 0.005])  # silent frames 20-28: the middle is 24
     with pytest.raises(ValueError, match="placement"):
         SegmentConfig(placement="later")
+    with pytest.raises(ValueError, match="n_cepstra"):
+        SegmentConfig(n_cepstra=0)

@@ -28,10 +28,10 @@ def scene_embedding(mean: np.ndarray, early: np.ndarray | None = None) -> np.nda
 N_CEPSTRA = 12  # cepstral coefficients c1..c12 kept per latent frame (c0 is the energy)
 
 
-def cepstral_basis(n_mels: int) -> np.ndarray:
-    """(n_mels, N_CEPSTRA) orthonormal DCT-II basis of coefficients c1..: log-mel @ basis gives
-    the cepstra (as torchaudio's create_dct(norm="ortho") without its first column)."""
-    k, m = np.arange(1, N_CEPSTRA + 1), np.arange(n_mels) + 0.5
+def cepstral_basis(n_mels: int, n: int = N_CEPSTRA) -> np.ndarray:
+    """(n_mels, n) orthonormal DCT-II basis of coefficients c1..cn: log-mel @ basis gives the
+    cepstra (as torchaudio's create_dct(norm="ortho") without its first column)."""
+    k, m = np.arange(1, n + 1), np.arange(n_mels) + 0.5
     return (np.sqrt(2.0 / n_mels) * np.cos(np.pi / n_mels * np.outer(m, k))).astype(np.float32)
 
 
@@ -44,13 +44,13 @@ def noise_floor(bands: np.ndarray) -> np.ndarray:
     return np.percentile(bands, NOISE_PERCENTILE, axis=0)
 
 
-def denoised_cepstra(bands: np.ndarray, floor: np.ndarray, keep: float = 0.03) -> np.ndarray:
-    """(L, n_mels) log-mel and its per-band noise floor -> (L, N_CEPSTRA) cepstra c1.. of the
-    log-mel with the floor's power taken off (spectral subtraction; at least `keep` of each
-    band's power is kept): in steady noise they describe the source rather than the mixture."""
+def denoised_cepstra(bands: np.ndarray, floor: np.ndarray, n: int = N_CEPSTRA, keep: float = 0.03) -> np.ndarray:
+    """(L, n_mels) log-mel and its per-band noise floor -> (L, n) cepstra c1..cn of the log-mel
+    with the floor's power taken off (spectral subtraction; at least `keep` of each band's power
+    is kept): in steady noise they describe the source rather than the mixture."""
     power = np.exp(bands.astype(np.float64))
     clean = np.log(np.maximum(power - np.exp(floor), keep * power))
-    return (clean @ cepstral_basis(bands.shape[1])).astype(np.float32)
+    return (clean @ cepstral_basis(bands.shape[1], n)).astype(np.float32)
 
 
 def level_free(x: np.ndarray, energy: np.ndarray, sound: np.ndarray) -> np.ndarray:
@@ -197,7 +197,9 @@ def clip_features(
     floor = None
     if bands is not None:  # the spectral envelope with the noise floor taken off
         floor = noise_floor(bands)
-        cepstra = denoised_cepstra(bands, floor)
+        cepstra = denoised_cepstra(bands, floor, cfg.n_cepstra)
+    elif cepstra is not None:
+        cepstra = cepstra[:, : cfg.n_cepstra]
     threshold = sound_threshold(energy, cfg.noise_margin_db, None if floor is None else float(floor.mean()))
     sound = energy > threshold
     x, weights = level_free(mean, energy, sound), None

@@ -31,7 +31,7 @@ def upgrade_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     if "segment_config" in manifest and "cepstral_weight" not in manifest["segment_config"]:
         manifest = {**manifest, "segment_config": {**manifest["segment_config"], "cepstral_weight": 0.0}}
     if "segment_config" in manifest and "placement" not in manifest["segment_config"]:  # before onsets
-        old = {"placement": "middle", "noise_margin_db": 0.0}
+        old = {"placement": "middle", "noise_margin_db": 0.0, "n_cepstra": 12}
         manifest = {**manifest, "segment_config": {**manifest["segment_config"], **old}}
     return manifest
 
