@@ -6,7 +6,7 @@
 Corpora (nothing downloaded):
 - `joined` (`bench/corpora/joined.py`): 3-6 pieces per file joined with no gap, each a word said
   2-4 times by an espeak-ng voice or a phrase of a General MIDI program; a tuning split
-  (TUNE_VOICES, TUNE_PROGRAMS) and a held split (HELD_*), as before;
+  (TUNE_VOICES, TUNE_PROGRAMS) and a held split (HELD_*);
 - `varied` (`bench/corpora/varied.py`): other voices, programs and words; gaps of 0-1.5 s or
   crossfades of 0-200 ms, level jumps up to 12 dB, noise at 10-30 dB SNR on half the files, runs
   of one source saying or playing different things (joins that are no boundary); truth at the
@@ -25,6 +25,12 @@ frames only (±0.5 s window, at the mel frame rate, boundaries at the first acti
 peak; its threshold tuned on the same corpus). Recall per join type (voice→voice,
 program→program, voice↔program) and, for joins inside one source, the share that got a boundary
 within 0.5 s (false splits). Means over seeds with their range.
+
+Two-part clips (`varied.two_part_clips`, random voices, words and programs of both corpora): two
+voices with a 1 s pause, one voice saying two words, two programs crossfaded over 200 ms, one
+source's material twice 12 dB apart (and, as its control, twice at one level), each scored with
+every seed's two models and the shipped settings: the cases tests/test_sources.py checks on
+fixed material, here as the share that comes out right.
 """
 
 from __future__ import annotations
