@@ -52,8 +52,7 @@ from raydist.config import FeatureConfig, SegmentConfig, TrainConfig
 from raydist.embedding.encode import encode_many
 from raydist.embedding.features import active_frames, cepstral_basis, clip_features
 from raydist.embedding.segmentation import novelty, pick_boundaries
-from raydist.eval.boundaries import boundary_scores, signed_offsets
-from raydist.eval.segments import reference_boundaries, run_segment_eval
+from raydist.eval.segments import boundary_report, reference_boundaries, run_segment_eval
 from raydist.model.checkpoint import load_model
 from raydist.train.local import train_local
 
@@ -120,7 +119,8 @@ def two_part_rates(clips: list, model: str) -> dict:
     got = collections.defaultdict(list)
     for case, wave, expect in clips:
         lat = encode_many(m, [wave])[0]
-        found = segment_times({"c": (lat, len(wave) / m.features.sample_rate)}, SegmentConfig(), m.features, 8)["c"]
+        clip = {"c": (lat, len(wave) / m.features.sample_rate)}
+        found = segment_times(clip, SegmentConfig(), m.features, m.vae.cfg.downsample)["c"]
         got[case].append(varied.right(expect, found))
     return {case: float(np.mean(v)) for case, v in got.items()}
 
@@ -150,13 +150,10 @@ def anchor_times(anchor: dict, threshold: float, rate: float) -> dict:
 def score(reference: dict, estimated: dict, joins: list[dict]) -> dict:
     """F at both windows, boundaries found / true, mean signed offset (ms) of matches within
     0.5 s, and per join type the share of joins with a boundary within 0.5 s."""
-    out = {
-        f"{w}s": float(np.mean([boundary_scores(reference[c], estimated[c], w)["f_measure"] for c in reference]))
-        for w in (0.5, 0.25)
-    }
-    out["ratio"] = sum(len(estimated[c]) for c in reference) / sum(len(v) for v in reference.values())
-    offsets = [o for c in reference for o in signed_offsets(reference[c], estimated[c], 0.5)]
-    out["offset_ms"] = 1000 * float(np.mean(offsets)) if offsets else 0.0
+    report = boundary_report(reference, {c: estimated[c] for c in reference})  # segment-eval's own scores
+    out = {f"{w}s": report[f"{w}s"]["f_measure"] for w in (0.5, 0.25)}
+    out["ratio"] = report["boundaries"] / sum(len(v) for v in reference.values())
+    out["offset_ms"] = 1000 * (report["offset_s"] or 0.0)
     hits = collections.defaultdict(list)
     for j in joins:
         est = np.asarray(estimated.get(j["id"], []))

@@ -77,7 +77,7 @@ def _boundaries(embeddings: str, table: str, durations: dict[str, float]) -> dic
     return {i: interior(times[i], d) for i, d in durations.items()}
 
 
-def _scores(reference: dict[str, list[float]], estimated: dict[str, list[float]]) -> dict:
+def boundary_report(reference: dict[str, list[float]], estimated: dict[str, list[float]]) -> dict:
     """Mean P/R/F over clips at each window, the boundary counts, and the mean signed offset of
     the boundaries matched within 0.5 s (negative: early)."""
     out: dict = {
@@ -108,7 +108,7 @@ def run_segment_eval(embeddings: str, truth: str, out: str, baseline: bool = Tru
     if baseline:
         methods["logmel_novelty"] = {i: logmel_boundaries(clips[i]["uri"], settings) for i in durations}
     report: dict = {"clips": len(durations), "reference_boundaries": sum(len(v) for v in reference.values())}
-    report.update({name: _scores(reference, est) for name, est in methods.items()})
+    report.update({name: boundary_report(reference, est) for name, est in methods.items()})
     report["settings"] = {"segment_config": settings.segments.to_dict(), "downsample": settings.downsample}
     first = sorted(durations)[0]
     detected = {level: methods[level][first] for level in ("events", "segments")}
