@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from bench.corpora.joined import SOUNDFONT
-from bench.corpora.varied import RATE, crossfade, onset, play, say, silence
+from bench.corpora.varied import RATE, crossfade, onset_of, play, say, silence
 from tests.kit import quick_checkpoint
 
 pytestmark = pytest.mark.skipif(
@@ -67,7 +67,7 @@ def boundaries(material):
 def test_a_pause_between_two_voices_is_one_boundary_at_the_second_voice_onset(material, boundaries):
     m = material[0]
     found = boundaries(np.concatenate([m["man"], silence(1.0), m["woman"]]))
-    second = (len(m["man"]) + RATE + onset(m["woman"])) / RATE
+    second = (len(m["man"]) + RATE + onset_of(m["woman"])) / RATE
     assert len(found) == 1, found
     assert abs(found[0] - second) <= 0.05, (found, second)
 

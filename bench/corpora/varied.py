@@ -104,26 +104,16 @@ def build(root: str, n_files: int = 60, seed: int = 2) -> tuple[str, str, str]:
                 step = float(rng.uniform(-12, 12)) if k else 0.0
                 gain_db = float(np.clip(gain_db + step, -12, 12))
                 x = x * 10 ** (gain_db / 20)
-                lead = int(np.flatnonzero(np.abs(x) > 0.01 * np.abs(x).max())[0])  # its first sound
                 gap = xfade = 0.0
                 if k and rng.random() < 0.65:
                     gap = float(rng.uniform(0, 1.5))
                 elif k:
                     xfade = float(rng.uniform(0, 0.2))
                 if gap:
-                    y = np.concatenate([y, np.zeros(int(gap * RATE), np.float32)])
+                    y = np.concatenate([y, silence(gap)])
                 start = len(y) - int(xfade * RATE)
-                fade = len(y) - start
-                if fade:  # linear crossfade: the old part fades out as the new one fades in
-                    ramp = np.linspace(0, 1, fade, dtype=np.float32)
-                    y[start:] *= 1 - ramp
-                    x = x.copy()
-                    x[:fade] *= ramp
-                out = np.zeros(max(len(y), start + len(x)), np.float32)
-                out[: len(y)] = y
-                out[start : start + len(x)] += x
-                y = out
-                onset = (start + lead) / RATE
+                y = crossfade(y, x, xfade)[0]
+                onset = (start + onset_of(x)) / RATE
                 if k:
                     kind_ = kind(order[k - 1][0], src[0])
                     joins.append(
@@ -158,7 +148,7 @@ def build(root: str, n_files: int = 60, seed: int = 2) -> tuple[str, str, str]:
 # -- two-part clips: the four cases source segments must get right ---------------------------------
 
 
-def onset(x: np.ndarray) -> int:
+def onset_of(x: np.ndarray) -> int:
     """First sample above 1% of the peak (-40 dB): where a sound begins."""
     return int(np.flatnonzero(np.abs(x) > 0.01 * np.abs(x).max())[0])
 
@@ -221,7 +211,7 @@ def two_part_clips(tmp: str, n: int, seed: int) -> list[tuple[str, np.ndarray, t
         men, women = [v for v, g in voices if g == "male"], [v for v, g in voices if g == "female"]
         a, b = (pick(men), pick(women)) if i % 2 else (pick(women), pick(men))
         first, second = say(tmp, a, ", ".join([pick(words)] * 3)), say(tmp, b, ", ".join([pick(words)] * 2))
-        at = (len(first) + RATE + onset(second)) / RATE
+        at = (len(first) + RATE + onset_of(second)) / RATE
         out.append((CASES[0], np.concatenate([first, silence(1.0), second]), ("at", at)))
         voice, (w1, w2) = pick(voices)[0], rng.choice(words, 2, replace=False)
         two = [say(tmp, voice, f"{w}, {w}") for w in (w1, w2)]
